@@ -1,0 +1,112 @@
+"""Self-describing checkpoint folders: ``model.safetensors`` + ``config.json``.
+
+``config.json`` holds ``architecture``, ``args`` (its keyword arguments), ``dslrify_version`` and
+``training`` (data, recipe, licence), so a folder is all ``--model DIR`` needs. Weights are never
+pickled: safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dslrify.errors import ModelError
+from dslrify.models import EnhancementModel, build_model
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def _version() -> str:
+    from dslrify import __version__
+
+    return __version__
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: torch.nn.Module,
+    architecture: str,
+    args: dict[str, Any],
+    training: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``model`` into ``directory`` (created if needed); both files are replaced atomically.
+
+    ``extra_tensors`` (optimiser state and the like) go into a separate ``state.safetensors``.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "architecture": architecture,
+        "args": args,
+        "dslrify_version": _version(),
+        "training": training or {},
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic(out / WEIGHTS_FILE, lambda p: save_file(state, p))
+    _atomic(out / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    if extra_tensors:
+        _atomic(out / "state.safetensors", lambda p: save_file(extra_tensors, p))
+    return out
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint folder, checked for the required keys."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelError(
+            f"{directory} is not a dslrify checkpoint (no {CONFIG_FILE})",
+            "pass a model name from `dslrify models` or a folder written by dslrify",
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path} is not valid JSON: {e}") from e
+    for key in ("architecture", "args"):
+        if key not in config:
+            raise ModelError(f"{path} has no {key!r} entry", "re-export the checkpoint with dslrify")
+    return config
+
+
+def load_checkpoint(directory: str | os.PathLike) -> tuple[EnhancementModel, dict[str, Any]]:
+    """Build the model a checkpoint folder describes and load its weights; returns (model, config)."""
+    config = read_config(directory)
+    model = build_model(config["architecture"], config["args"])
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{directory} has no {WEIGHTS_FILE}", "the checkpoint folder is incomplete")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise ModelError(f"cannot read {weights}: {e}", "the file is damaged; re-download or retrain") from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ModelError(
+            f"checkpoint {directory} does not fit architecture {config['architecture']!r}: {detail}",
+            "the weights were saved for other arguments; check 'args' in config.json",
+        ) from e
+    model.eval()
+    return model, config
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,107 @@
+"""Training data: validation splits, and patches whose every random choice derives from (seed, step).
+
+Nothing here keeps random state: the pairs in step ``s`` and their crops, flips and jitter are a pure
+function of ``(seed, s)``. That is what makes a resumed run reach exactly the weights of an uninterrupted
+one, with any number of loader workers, and lets DDP ranks take disjoint slices of one global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from dslrify.data import PairDataset
+from dslrify.errors import DataError
+
+
+def split_indices(
+    n: int, seed: int, val_fraction: float, folds: int = 0, fold: int = 0
+) -> tuple[list[int], list[int]]:
+    """(train, validation) indices of ``n`` pairs: a seeded holdout share, or fold ``fold`` of ``folds``."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    val = sorted(perm[fold::folds]) if folds else sorted(perm[: round(n * val_fraction)])
+    held = set(val)
+    train = [i for i in range(n) if i not in held]
+    if not train:
+        raise DataError(f"no training pairs left out of {n} after the validation split")
+    return train, val
+
+
+def _generator(seed: int, step: int, slot: int) -> torch.Generator:
+    # A distinct, reproducible stream per (seed, step, slot), independent of everything else.
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 10_007 + slot)
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """Yields, for steps ``start..stop-1``, this rank's share of the global batch as (step, slot, pair) keys.
+
+    Pairs are drawn epoch by epoch from a seeded permutation, so every pair is seen once per epoch.
+    """
+
+    def __init__(
+        self, n_pairs: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
+    ) -> None:
+        if batch_size % world:
+            raise DataError(f"run.batch_size {batch_size} is not divisible by the {world} processes")
+        self.n, self.batch, self.seed = n_pairs, batch_size, seed
+        self.start, self.stop, self.rank, self.world = start, stop, rank, world
+
+    def pair(self, k: int) -> int:
+        epoch, pos = divmod(k, self.n)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
+        return int(perm[pos])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        for step in range(self.start, self.stop):
+            slots = range(self.rank, self.batch, self.world)
+            yield [(step, s, self.pair(step * self.batch + s)) for s in slots]
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+class TrainPatches(Dataset):
+    """``dataset[(step, slot, pair)]`` -> augmented ``(input, target)`` patch, (3, P, P) in [0, 1].
+
+    Augmentations, identical for input and target: a random crop of ``patch`` pixels, a random flip and
+    90-degree rotation (``flips``), and a mild exposure/white-balance change (``jitter``: gains drawn in
+    [1 - jitter, 1 + jitter]) applied to both, so the phone-to-DSLR mapping is kept.
+    """
+
+    def __init__(
+        self,
+        pairs: PairDataset,
+        indices: list[int],
+        patch: int,
+        seed: int,
+        flips: bool = True,
+        jitter: float = 0.0,
+    ) -> None:
+        self.pairs, self.indices, self.patch, self.seed = pairs, indices, patch, seed
+        self.flips, self.jitter = flips, jitter
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        step, slot, k = key
+        x, y = self.pairs[self.indices[k]]
+        g = _generator(self.seed, step, slot)
+        h, w = x.shape[-2:]
+        p = min(self.patch, h, w)
+        top = int(torch.randint(h - p + 1, (1,), generator=g))
+        left = int(torch.randint(w - p + 1, (1,), generator=g))
+        x, y = x[:, top : top + p, left : left + p], y[:, top : top + p, left : left + p]
+        if self.flips:
+            turns = int(torch.randint(4, (1,), generator=g))
+            if torch.rand(1, generator=g) < 0.5:
+                x, y = x.flip(-1), y.flip(-1)
+            x, y = x.rot90(turns, (-2, -1)), y.rot90(turns, (-2, -1))
+        if self.jitter > 0:
+            exposure = 1 + self.jitter * (2 * torch.rand(1, generator=g) - 1)
+            balance = 1 + 0.5 * self.jitter * (2 * torch.rand(3, 1, 1, generator=g) - 1)
+            gain = exposure * balance
+            x, y = (x * gain).clamp(0, 1), (y * gain).clamp(0, 1)
+        return x.contiguous(), y.contiguous()

@@ -1,0 +1,256 @@
+"""Each metric against an independent implementation, on real DPED pairs and on synthetic images."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_msssim
+import torch
+from skimage.color import deltaE_ciede2000, rgb2lab
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from dslrify import metrics as M
+from dslrify.photo import read_rgb
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PATCHES = DATA / "dped" / "iphone" / "test_data" / "patches"
+needs_dped = pytest.mark.skipif(not PATCHES.is_dir(), reason=f"real DPED slice not found at {PATCHES}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: one thread avoids OpenMP start-up and contention costs that dominate on a busy machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _load(folder: Path, count: int) -> torch.Tensor:
+    arrays = [read_rgb(folder / f"{i}.jpg") for i in range(count)]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+
+
+@pytest.fixture(scope="module")
+def real_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 39 DPED test patches: (phone, canon), (39, 3, 100, 100) in [0, 1]."""
+    if not PATCHES.is_dir():
+        pytest.skip(f"real DPED slice not found at {PATCHES}")
+    return _load(PATCHES / "iphone", 39), _load(PATCHES / "canon", 39)
+
+
+@pytest.fixture(scope="module")
+def synthetic_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth random images and a noisy, colour-shifted copy: (4, 3, 64, 80)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(4, 3, 8, 10, generator=g), size=(64, 80), mode="bilinear")
+    y = (x * torch.tensor([1.1, 0.9, 1.0]).view(1, 3, 1, 1) + 0.05 * torch.randn(x.shape, generator=g)).clamp(
+        0, 1
+    )
+    return M.quantize_8bit(x), M.quantize_8bit(y)
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).double().numpy()
+
+
+def test_quantize_8bit_clamps_and_rounds_to_256_levels():
+    q = M.quantize_8bit(torch.tensor([-0.3, 0.0, 0.5, 0.49 / 255, 0.51 / 255, 1.7]))
+    assert torch.allclose(q, torch.tensor([0.0, 0.0, 128 / 255, 0.0, 1 / 255, 1.0]))
+    assert torch.equal(M.quantize_8bit(q), q)  # idempotent: 8-bit images pass unchanged
+
+
+def test_psnr_of_known_offset_is_20_log10_of_peak_over_offset():
+    x = torch.full((2, 3, 16, 16), 0.5)
+    assert torch.allclose(M.psnr(x, x + 0.1), torch.full((2,), 20.0), atol=1e-4)
+
+
+def test_psnr_matches_skimage(real_pairs, synthetic_pairs):
+    for x, y in (real_pairs, synthetic_pairs):
+        ours = M.psnr(x, y)
+        ref = [peak_signal_noise_ratio(_hwc(y[i]), _hwc(x[i]), data_range=1) for i in range(len(x))]
+        np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-5)
+
+
+def test_psnr_of_identical_images_is_inf_not_nan(synthetic_pairs):
+    x, _ = synthetic_pairs
+    assert torch.isinf(M.psnr(x, x)).all()
+
+
+@needs_dped
+def test_identity_baseline_on_dped_test_patches_is_17_64_db(real_pairs):
+    phone, canon = real_pairs
+    assert round(M.psnr(M.quantize_8bit(phone), canon).mean().item(), 2) == 17.64  # README's figure
+
+
+def test_ssim_is_pytorch_msssim_with_7_taps(real_pairs, synthetic_pairs):
+    for x, y in (real_pairs, synthetic_pairs):
+        ref = pytorch_msssim.ssim(x, y, data_range=1, win_size=7, size_average=False)
+        assert torch.equal(M.ssim(x, y), ref)
+
+
+def test_ssim_agrees_loosely_with_skimage_11_tap_gaussian(real_pairs):
+    x, y = real_pairs
+    ref = [
+        structural_similarity(
+            _hwc(x[i]),
+            _hwc(y[i]),
+            data_range=1,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        for i in range(len(x))
+    ]
+    # skimage truncates its Gaussian at 11 taps, not 7: close but not equal.
+    np.testing.assert_allclose(M.ssim(x, y).numpy(), ref, atol=0.03)
+
+
+def test_ssim_and_ms_ssim_of_identical_images_are_one(synthetic_pairs):
+    x, _ = synthetic_pairs
+    assert torch.allclose(M.ssim(x, x), torch.ones(4), atol=1e-5)
+    assert torch.allclose(M.ms_ssim(x, x), torch.ones(4), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("size", "scales"),
+    [
+        ((100, 100), 4),
+        ((256, 256), 5),
+        ((4000, 3000), 5),
+        ((30, 1000), 3),
+        ((13, 13), 1),
+        ((8, 8), 1),
+        ((7, 7), 0),
+    ],
+)
+def test_ms_ssim_uses_the_scales_whose_side_exceeds_the_window(size, scales):
+    assert M.ms_ssim_scales(*size) == scales
+
+
+def test_ms_ssim_equals_pytorch_msssim_with_renormalised_truncated_weights(real_pairs):
+    x, y = real_pairs
+    weights = np.array(M.MS_SSIM_WEIGHTS[:4])
+    ref = pytorch_msssim.ms_ssim(
+        x, y, data_range=1, win_size=7, weights=list(weights / weights.sum()), size_average=False
+    )
+    torch.testing.assert_close(M.ms_ssim(x, y), ref, atol=2e-5, rtol=0)
+
+
+def test_ms_ssim_with_five_scales_equals_pytorch_msssim_on_odd_sized_images():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 131, 117, generator=g)  # odd sides exercise the padded pooling
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    weights = np.array(M.MS_SSIM_WEIGHTS)
+    ref = pytorch_msssim.ms_ssim(
+        x, y, data_range=1, win_size=7, weights=list(weights / weights.sum()), size_average=False
+    )
+    torch.testing.assert_close(M.ms_ssim(x, y), ref, atol=2e-5, rtol=0)
+
+
+def test_ms_ssim_refuses_too_many_scales_and_too_small_images():
+    x = torch.rand(1, 3, 100, 100)
+    with pytest.raises(ValueError, match="5 MS-SSIM scales"):
+        M.ms_ssim(x, x, scales=5)
+    with pytest.raises(ValueError, match="0 fit"):
+        M.ms_ssim(x[..., :6, :6], x[..., :6, :6])
+    with pytest.raises(ValueError, match="smaller than the 7-tap"):
+        M.ssim(x[..., :6, :6], x[..., :6, :6])
+
+
+def test_delta_e2000_matches_skimage_end_to_end_on_real_pairs(real_pairs):
+    x, y = real_pairs
+    ref = [deltaE_ciede2000(rgb2lab(_hwc(x[i])), rgb2lab(_hwc(y[i]))).mean() for i in range(len(x))]
+    np.testing.assert_allclose(M.delta_e2000(x, y).numpy(), ref, atol=1e-3)
+
+
+def test_ciede2000_matches_skimage_on_greys_and_hues_across_zero():
+    g = torch.Generator().manual_seed(2)
+    lab1 = torch.rand(1, 3, 500, generator=g, dtype=torch.float64) * torch.tensor([100.0, 160, 160]).view(
+        1, 3, 1
+    )
+    lab1[:, 1:] -= 80
+    lab2 = lab1 + 20 * torch.randn(lab1.shape, generator=g, dtype=torch.float64)
+    lab1[:, 1:, :50] = 0  # greys: hue undefined
+    lab1[:, 1, 50:100], lab1[:, 2, 50:100] = 30.0, 1.0  # hue just above 0 degrees...
+    lab2[:, 1, 50:100], lab2[:, 2, 50:100] = 30.0, -1.0  # ...against just below 360
+    ref = deltaE_ciede2000(lab1[0].T.numpy(), lab2[0].T.numpy())
+    np.testing.assert_allclose(M.ciede2000(lab1, lab2)[0].numpy(), ref, atol=1e-6)
+
+
+def test_ciede2000_reproduces_sharma_2005_test_data():
+    # Rows 1, 2, 7 and 17 of Sharma, Wu and Dalal's published table.
+    lab1 = torch.tensor(
+        [[50, 2.6772, -79.7751], [50, 3.1571, -77.2803], [50, 0, 0], [50, 2.5, 0]], dtype=torch.float64
+    )
+    lab2 = torch.tensor(
+        [[50, 0, -82.7485], [50, 0, -82.7485], [50, -1, 2], [73, 25, -18]], dtype=torch.float64
+    )
+    de = M.ciede2000(lab1.T[None], lab2.T[None])[0]
+    torch.testing.assert_close(
+        de, torch.tensor([2.0425, 2.8615, 2.3669, 27.1492], dtype=torch.float64), atol=1e-4, rtol=0
+    )
+
+
+def test_delta_e2000_of_identical_images_is_zero(synthetic_pairs):
+    x, _ = synthetic_pairs
+    assert torch.allclose(M.delta_e2000(x, x), torch.zeros(4), atol=1e-6)
+
+
+def test_sharpness_is_zero_when_flat_and_drops_when_blurred(real_pairs):
+    canon = real_pairs[1][:8]
+    blurred = torch.nn.functional.avg_pool2d(canon, 3, stride=1, padding=1, count_include_pad=False)
+    assert (M.sharpness(blurred) < 0.5 * M.sharpness(canon)).all()
+    assert torch.equal(M.sharpness(torch.full((1, 3, 9, 9), 0.3)), torch.zeros(1))
+
+
+@pytest.mark.parametrize("fn", [M.psnr, M.ssim, M.ms_ssim, M.delta_e2000])
+def test_metrics_reject_mismatched_or_non_rgb_batches(fn):
+    with pytest.raises(ValueError, match="same shape"):
+        fn(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 30))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        fn(torch.rand(3, 32, 32), torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        fn(torch.rand(1, 4, 32, 32), torch.rand(1, 4, 32, 32))
+
+
+def test_bootstrap_ci_contains_the_mean_and_shrinks_with_more_samples():
+    rng = np.random.default_rng(3)
+    small = M.bootstrap_ci(rng.normal(20, 3, size=20))
+    large = M.bootstrap_ci(rng.normal(20, 3, size=2000))
+    for ci in (small, large):
+        assert ci.low < ci.mean < ci.high
+    assert (large.high - large.low) < 0.3 * (small.high - small.low)
+    assert large.low > 19.5 and large.high < 20.5  # the true mean is 20
+
+
+def test_bootstrap_ci_is_reproducible_and_degenerate_for_constant_values():
+    values = np.arange(50.0)
+    assert M.bootstrap_ci(values, seed=7) == M.bootstrap_ci(values, seed=7)
+    assert M.bootstrap_ci(values, seed=7) != M.bootstrap_ci(values, seed=8)
+    assert M.bootstrap_ci([2.5] * 10) == (2.5, 2.5, 2.5)
+    assert M.bootstrap_ci([math.inf, 30.0]).mean == math.inf  # no NaN from a perfect output
+
+
+def test_bootstrap_ci_rejects_empty_or_nan_values():
+    with pytest.raises(ValueError, match="non-empty"):
+        M.bootstrap_ci([])
+    with pytest.raises(ValueError, match="NaN"):
+        M.bootstrap_ci([1.0, float("nan")])
+
+
+def test_paired_difference_sign_and_pairing_beats_unpaired_intervals():
+    rng = np.random.default_rng(4)
+    per_image = rng.normal(20, 5, size=40)  # images differ a lot...
+    a = per_image + 0.5 + rng.normal(0, 0.2, size=40)  # ...but a is consistently 0.5 dB better
+    diff = M.paired_difference(a, per_image)
+    assert 0 < diff.low < diff.mean < diff.high
+    assert M.paired_difference(per_image, a).mean == pytest.approx(-diff.mean)
+    ci_a, ci_b = M.bootstrap_ci(a), M.bootstrap_ci(per_image)
+    assert ci_a.low < ci_b.high  # unpaired intervals overlap and cannot tell them apart
+    with pytest.raises(ValueError, match="same length"):
+        M.paired_difference(a, a[:-1])

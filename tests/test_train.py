@@ -1,0 +1,176 @@
+"""The trainer: configs that refuse mistakes, checkpoints others can load, exact resume, CV, DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from dslrify.checkpoint import load_checkpoint
+from dslrify.errors import DslrifyError
+from dslrify.train.config import load_config
+from dslrify.train.cv import run_cv
+from dslrify.train.trainer import Trainer
+
+TINY_UNET = {"width": 4, "depth": 2, "global_width": 8, "context_size": 64}
+
+
+@pytest.fixture(scope="module")
+def pairs_root(tmp_path_factory) -> Path:
+    """24 pairs of 40x40 photos; the target is a fixed tone/colour change of the input (learnable)."""
+    root = tmp_path_factory.mktemp("pairs")
+    (root / "input").mkdir()
+    (root / "target").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        base = rng.uniform(0.1, 0.9, (5, 5, 3))
+        x = np.kron(base, np.ones((8, 8, 1))) + rng.normal(0, 0.03, (40, 40, 3))
+        x = np.clip(x, 0, 1)
+        y = np.clip(x**0.8 * np.array([1.05, 1.0, 0.9]), 0, 1)
+        Image.fromarray((x * 255).round().astype(np.uint8)).save(root / "input" / f"{i}.png")
+        Image.fromarray((y * 255).round().astype(np.uint8)).save(root / "target" / f"{i}.png")
+    return root
+
+
+def write_config(tmp_path: Path, pairs_root: Path, **run) -> Path:
+    config = {
+        "name": "tiny",
+        "model": {"architecture": "unet", "args": TINY_UNET},
+        "data": {"root": str(pairs_root), "patch_size": 32, "val_fraction": 0.25},
+        "loss": {"l1": 1.0, "ssim": 0.2},
+        "optim": {"lr": 0.003},
+        "run": {"max_steps": 6, "batch_size": 4, "val_every": 3, "checkpoint_every": 2, "log_every": 2,
+                "threads": 1, "dir": str(tmp_path / "run"), **run},
+    }  # fmt: skip
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_unknown_key_and_wrong_type_are_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("run: {max_stepz: 3}\n")
+    with pytest.raises(DslrifyError, match="run.max_stepz"):
+        load_config(path)
+    with pytest.raises(DslrifyError, match=r"run\.max_steps: expected int"):
+        load_config(None, ["run.max_steps=lots"])
+    with pytest.raises(DslrifyError, match="loss.adversarial_mode"):
+        load_config(None, ["loss.adversarial_mode=wgan"])
+    config = load_config(None, ["optim.lr=1e-4", "run.dir=/tmp/x", "optim.betas=[0.5, 0.9]"])
+    assert config.optim.lr == 1e-4 and config.run.dir == "/tmp/x" and config.optim.betas == (0.5, 0.9)
+
+
+def test_shipped_configs_load():
+    for name in ("paper", "dped"):
+        config = load_config(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
+        assert config.name == name
+
+
+def test_training_writes_loadable_best_and_last_and_learns(tmp_path, pairs_root):
+    config = load_config(write_config(tmp_path, pairs_root), ["run.max_steps=30", "run.val_every=10"])
+    result = Trainer(config).fit()
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file() and load_config(run / "config.yaml").run.max_steps == 30
+    with (run / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 31))
+    for name in ("best", "last"):
+        model, cfg = load_checkpoint(run / name)
+        assert cfg["architecture"] == "unet" and cfg["args"] == TINY_UNET and "data" in cfg["training"]
+    psnr = [float(r["val_psnr"]) for r in rows if r["val_psnr"]]
+    assert len(psnr) == 3 and result.best["val_psnr"] == max(psnr)
+    assert psnr[-1] > psnr[0]  # it learned something
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_resumed_run_reaches_the_same_weights(tmp_path, pairs_root):
+    whole = load_config(write_config(tmp_path / "a", pairs_root))
+    Trainer(whole).fit()
+    split = load_config(write_config(tmp_path / "b", pairs_root))
+    Trainer(split).fit(until=4)  # as if killed after the checkpoint at step 4
+    assert json.loads((tmp_path / "b/run/last/trainer_state.json").read_text())
+    Trainer(split, resume=tmp_path / "b/run").fit()
+    a, b = _weights(tmp_path / "a/run/last"), _weights(tmp_path / "b/run/last")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigkilled_run_resumes_to_the_same_weights(tmp_path, pairs_root):
+    cmd = [sys.executable, "-m", "dslrify.cli"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole = write_config(tmp_path / "a", pairs_root, max_steps=40, checkpoint_every=1, val_every=20)
+    subprocess.run([*cmd, "train", str(whole)], check=True, env=env, capture_output=True)
+    killed = write_config(tmp_path / "b", pairs_root, max_steps=40, checkpoint_every=1, val_every=20)
+    proc = subprocess.Popen(
+        [*cmd, "train", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    state = tmp_path / "b/run/last/trainer_state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not state.exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = json.loads(state.read_text())["__dict__"][0][1]
+    assert stopped_at < 40, "the run finished before it could be killed"
+    subprocess.run(
+        [*cmd, "train", "--resume", str(tmp_path / "b/run")], check=True, env=env, capture_output=True
+    )
+    a, b = _weights(tmp_path / "a/run/last"), _weights(tmp_path / "b/run/last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_advice(tmp_path, pairs_root, monkeypatch):
+    trainer = Trainer(load_config(write_config(tmp_path, pairs_root)))
+    monkeypatch.setattr(trainer.objective, "generator_loss", lambda x, o, y: (o.sum() * float("nan"), {}))
+    with pytest.raises(DslrifyError, match=r"became nan at step 1.*optim.lr"):
+        trainer.fit()
+
+
+def test_perceptual_loss_without_vgg_weights_stops_at_start(tmp_path, pairs_root, monkeypatch):
+    torch.hub.set_dir(str(tmp_path / "hub"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    config = load_config(write_config(tmp_path, pairs_root), ["loss.perceptual=1"])
+    with pytest.raises(DslrifyError) as e:
+        Trainer(config)
+    assert "perceptual" in str(e.value) and "vgg19" in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cross_validation_reports_every_fold(tmp_path, pairs_root):
+    summary = run_cv(write_config(tmp_path, pairs_root), folds=2, out=tmp_path / "cv")
+    saved = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert [f["fold"] for f in saved["folds"]] == [0, 1]
+    assert all(f["n_val"] == 12 for f in saved["folds"])
+    assert saved["psnr"]["mean"] == pytest.approx(np.mean([f["psnr"] for f in saved["folds"]]))
+    assert summary["psnr"]["std"] >= 0
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_torchrun_two_cpu_processes_stay_in_sync(tmp_path, pairs_root):
+    config = write_config(tmp_path, pairs_root, max_steps=4)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "dslrify.cli", "train", str(config)]  # fmt: skip
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run/last/model.safetensors").is_file()  # rank 0 wrote; the sync check passed
