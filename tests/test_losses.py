@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from dslrify import losses as L
+from dslrify import metrics as M
 from dslrify.models.vgg import LAYER_INDEX, VGGFeatures, expected_shapes
 
 
@@ -148,38 +149,70 @@ def test_ssim_loss_is_zero_for_identical_and_one_minus_ssim_otherwise(win_size: 
     assert L.ssim_loss(x, y, win_size).item() > 0.5  # unrelated noise images
 
 
+def test_ssim_loss_defaults_to_the_metrics_7_tap_window() -> None:
+    x, y = rand(2, 3, 24, 24, seed=1), rand(2, 3, 24, 24, seed=2)
+    assert L.ssim_loss(x, y).item() == pytest.approx(1 - M.ssim(x, y).mean().item(), rel=1e-6)
+    assert L.ssim_loss(x, y).item() != pytest.approx(L.ssim_loss(x, y, 11).item(), rel=1e-3)
+
+
 def test_ssim_window_errors() -> None:
     x = rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="odd"):
         L.ssim_loss(x, x, win_size=8)
+    with pytest.raises(ValueError, match="odd"):
+        L.ms_ssim_loss(x, x, win_size=8)
     with pytest.raises(ValueError, match="smaller than the 11-pixel window"):
         L.ssim_loss(x, x, win_size=11)
     with pytest.raises(ValueError, match="smaller than the 11-pixel window"):
         L.ms_ssim_loss(x, x, win_size=11)
+    # The window fits, but not even one MS-SSIM scale (shorter side >= 2 * win_size).
+    with pytest.raises(ValueError, match="too small for MS-SSIM .* at least 14"):
+        L.ms_ssim_loss(rand(1, 3, 13, 40), rand(1, 3, 13, 40))
 
 
-@pytest.mark.parametrize("win_size", [3, 7, 11])
-def test_ms_ssim_uses_all_five_scales_exactly_when_pytorch_msssim_accepts_the_size(win_size: int) -> None:
-    for side in range(win_size, 200):
-        assert (L.ms_ssim_scales(side, side, win_size) == 5) == (side > (win_size - 1) * 16)
-    assert L.ms_ssim_scales(100, 100, 11) == 4 and L.ms_ssim_scales(100, 100, 7) == 5
+def test_losses_module_has_no_second_ms_ssim_implementation() -> None:
+    assert not hasattr(L, "ms_ssim_scales") and not hasattr(L, "_ssim_and_cs")
 
 
-def test_ms_ssim_equals_pytorch_msssim_when_five_scales_fit() -> None:
+@pytest.mark.parametrize(
+    ("shape", "win_size", "scales"),
+    [((2, 3, 100, 100), 7, 3), ((1, 3, 61, 47), 7, 2), ((1, 3, 40, 40), 3, 3), ((1, 3, 100, 100), 11, 3)],
+)
+def test_ms_ssim_loss_is_one_minus_the_metric(shape, win_size: int, scales: int) -> None:
+    x = rand(*shape, seed=1)
+    y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    assert M.ms_ssim_scales(*shape[-2:], win_size) == scales
+    metric = M.ms_ssim(x, y, win_size=win_size).mean().item()
+    assert L.ms_ssim_loss(x, y, win_size).item() == pytest.approx(1 - metric, abs=1e-6)
+    assert L.ms_ssim_loss(x, x, win_size).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ms_ssim_loss_equals_pytorch_msssim_with_truncated_renormalised_weights() -> None:
     x = rand(1, 3, 40, 40, seed=1)  # 40 > (3 - 1) * 16: pytorch_msssim accepts it with a 3-pixel window
     y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
-    expected = 1 - pytorch_msssim.ms_ssim(x, y, data_range=1.0, win_size=3).item()
-    assert L.ms_ssim_loss(x, y, win_size=3).item() == pytest.approx(expected, abs=1e-5)
-    assert L.ms_ssim_loss(x, x, win_size=3).item() == pytest.approx(0.0, abs=1e-6)
+    weights = [w / sum(M.MS_SSIM_WEIGHTS[:3]) for w in M.MS_SSIM_WEIGHTS[:3]]  # 40, 20, 10 >= 6; 5 < 6
+    expected = 1 - pytorch_msssim.ms_ssim(x, y, data_range=1.0, win_size=3, weights=weights)
+    assert L.ms_ssim_loss(x, y, win_size=3).item() == pytest.approx(expected.item(), abs=1e-5)
 
 
-def test_ms_ssim_works_on_dped_sized_patches_with_the_standard_window() -> None:
+def test_ms_ssim_works_on_dped_sized_patches_with_the_default_window() -> None:
     x = rand(1, 3, 100, 100, seed=1)
     y = (x + 0.05).clamp(0, 1)
-    loss = L.ms_ssim_loss(x.requires_grad_(), y)  # 4 scales: pytorch_msssim would refuse
+    loss = L.ms_ssim_loss(x.requires_grad_(), y)  # 3 scales: the evaluation metric's own
     loss.backward()
-    assert 0.0 < loss.item() < 1.0 and torch.isfinite(x.grad).all()
+    assert 0.0 < loss.item() < 1.0 and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert loss.item() == pytest.approx(1 - M.ms_ssim(x.detach(), y).item(), abs=1e-6)
     assert L.ms_ssim_loss(y, y).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ms_ssim_loss_floors_negative_terms_and_keeps_gradients_finite() -> None:
+    x = rand(2, 3, 64, 64, seed=4)
+    inverted = (1 - x).requires_grad_()  # anti-correlated: every contrast-structure term is negative
+    assert torch.equal(M.ms_ssim(inverted.detach(), x), torch.zeros(2))  # the metric's ReLU
+    loss = L.ms_ssim_loss(inverted, x)
+    loss.backward()
+    assert loss.item() == pytest.approx(1.0, abs=0.01) and loss.item() < 1.0  # floored at 1e-6, not 0
+    assert torch.isfinite(inverted.grad).all()
 
 
 # --- perceptual -----------------------------------------------------------------------------------
@@ -275,6 +308,8 @@ def test_discriminator_and_texture_losses_compose_adversarial_loss(mode: str) ->
         (L.MSELoss(), L.mse_loss),
         (L.SSIMLoss(win_size=7), lambda o, t: L.ssim_loss(o, t, 7)),
         (L.MSSSIMLoss(win_size=3), lambda o, t: L.ms_ssim_loss(o, t, 3)),
+        (L.SSIMLoss(), lambda o, t: L.ssim_loss(o, t, 7)),
+        (L.MSSSIMLoss(), lambda o, t: L.ms_ssim_loss(o, t, 7)),
         (L.ColorLoss(reduction="mean"), lambda o, t: L.color_loss(o, t, "mean")),
     ],
 )
@@ -309,6 +344,14 @@ def test_gradcheck_float64(loss) -> None:
     target = rand(1, 3, 8, 8, seed=2, dtype=torch.float64)
     # fast_mode checks a random projection of the Jacobian: the same test, far fewer evaluations.
     assert torch.autograd.gradcheck(lambda o: loss(o, target), (output,), fast_mode=True)
+
+
+@pytest.mark.parametrize(("shape", "win_size", "scales"), [((1, 3, 24, 24), 3, 3), ((1, 3, 29, 30), 7, 2)])
+def test_gradcheck_ms_ssim_over_several_scales_float64(shape, win_size: int, scales: int) -> None:
+    assert M.ms_ssim_scales(*shape[-2:], win_size) == scales  # the pooled, odd-sized scales are exercised
+    output = rand(*shape, seed=1, dtype=torch.float64).requires_grad_()
+    target = ((output.detach() + 0.2 * rand(*shape, seed=2, dtype=torch.float64)) / 1.2).clamp(0, 1)
+    assert torch.autograd.gradcheck(lambda o: L.ms_ssim_loss(o, target, win_size), (output,), fast_mode=True)
 
 
 def test_gradcheck_perceptual_float64() -> None:

@@ -119,45 +119,94 @@ def test_ssim_and_ms_ssim_of_identical_images_are_one(synthetic_pairs):
 @pytest.mark.parametrize(
     ("size", "scales"),
     [
-        ((100, 100), 4),
+        ((100, 100), 3),  # 100, 50, 25; 13 < 14
         ((256, 256), 5),
         ((4000, 3000), 5),
-        ((30, 1000), 3),
-        ((13, 13), 1),
-        ((8, 8), 1),
+        ((30, 1000), 2),  # 30, 15; 8 < 14
+        ((27, 27), 2),  # 27, 14: a side of exactly 2 * win_size counts
+        ((14, 14), 1),
+        ((13, 13), 0),
         ((7, 7), 0),
     ],
 )
-def test_ms_ssim_uses_the_scales_whose_side_exceeds_the_window(size, scales):
+def test_ms_ssim_uses_the_scales_whose_side_is_at_least_twice_the_window(size, scales):
     assert M.ms_ssim_scales(*size) == scales
 
 
-def test_ms_ssim_equals_pytorch_msssim_with_renormalised_truncated_weights(real_pairs):
-    x, y = real_pairs
-    weights = np.array(M.MS_SSIM_WEIGHTS[:4])
-    ref = pytorch_msssim.ms_ssim(
-        x, y, data_range=1, win_size=7, weights=list(weights / weights.sum()), size_average=False
+@pytest.mark.parametrize("win_size", [3, 7, 11])
+def test_ms_ssim_scales_closed_form(win_size):
+    # Scale k (0-based) has side ceil(side / 2**k), which is >= 2w exactly when side > 2**k * (2w - 1).
+    for side in range(1, 600):
+        expected = sum(side > 2**k * (2 * win_size - 1) for k in range(5))
+        assert M.ms_ssim_scales(side, side + 17, win_size) == expected
+        assert M.ms_ssim_scales(side + 17, side, win_size) == expected
+
+
+def _renormalised(scales: int) -> list[float]:
+    weights = np.array(M.MS_SSIM_WEIGHTS[:scales])
+    return list(weights / weights.sum())
+
+
+def _smooth_pair(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    x = torch.nn.functional.interpolate(
+        torch.rand(n, c, h // 8, w // 8, generator=g), size=(h, w), mode="bilinear"
     )
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return x, y
+
+
+def test_ms_ssim_equals_pytorch_msssim_with_renormalised_truncated_weights(real_pairs):
+    x, y = real_pairs  # 100x100: 3 scales
+    ref = pytorch_msssim.ms_ssim(x, y, data_range=1, win_size=7, weights=_renormalised(3), size_average=False)
     torch.testing.assert_close(M.ms_ssim(x, y), ref, atol=2e-5, rtol=0)
+
+
+def test_ms_ssim_of_100x100_synthetic_patches_equals_pytorch_msssim_with_three_weights():
+    x, y = _smooth_pair((3, 3, 100, 100), seed=5)
+    ref = pytorch_msssim.ms_ssim(x, y, data_range=1, win_size=7, weights=_renormalised(3), size_average=False)
+    torch.testing.assert_close(M.ms_ssim(x, y), ref, atol=2e-5, rtol=0)
+    # The renormalised 3-scale value is not the 4-scale one of the former rule.
+    four = pytorch_msssim.ms_ssim(
+        x, y, data_range=1, win_size=7, weights=_renormalised(4), size_average=False
+    )
+    assert (M.ms_ssim(x, y) - four).abs().min() > 1e-4
 
 
 def test_ms_ssim_with_five_scales_equals_pytorch_msssim_on_odd_sized_images():
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(2, 3, 131, 117, generator=g)  # odd sides exercise the padded pooling
+    x = torch.rand(2, 3, 227, 213, generator=g)  # odd sides exercise the padded pooling; 213 > 16 * 13
     y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-    weights = np.array(M.MS_SSIM_WEIGHTS)
-    ref = pytorch_msssim.ms_ssim(
-        x, y, data_range=1, win_size=7, weights=list(weights / weights.sum()), size_average=False
-    )
+    assert M.ms_ssim_scales(227, 213) == 5
+    ref = pytorch_msssim.ms_ssim(x, y, data_range=1, win_size=7, weights=_renormalised(5), size_average=False)
     torch.testing.assert_close(M.ms_ssim(x, y), ref, atol=2e-5, rtol=0)
+
+
+def test_ms_ssim_window_arguments_reach_every_scale():
+    x, y = _smooth_pair((2, 3, 200, 200), seed=6)  # 11 taps: 200, 100, 50, 25 -> 4 scales
+    assert M.ms_ssim_scales(200, 200, 11) == 4
+    ref = pytorch_msssim.ms_ssim(
+        x, y, data_range=1, win_size=11, win_sigma=2.0, weights=_renormalised(4), size_average=False
+    )
+    torch.testing.assert_close(M.ms_ssim(x, y, win_size=11, win_sigma=2.0), ref, atol=2e-5, rtol=0)
+
+
+def test_ms_ssim_with_one_scale_is_ssim(synthetic_pairs):
+    x, y = synthetic_pairs
+    torch.testing.assert_close(M.ms_ssim(x, y, scales=1), M.ssim(x, y), atol=1e-6, rtol=0)
 
 
 def test_ms_ssim_refuses_too_many_scales_and_too_small_images():
     x = torch.rand(1, 3, 100, 100)
-    with pytest.raises(ValueError, match="5 MS-SSIM scales"):
-        M.ms_ssim(x, x, scales=5)
-    with pytest.raises(ValueError, match="0 fit"):
-        M.ms_ssim(x[..., :6, :6], x[..., :6, :6])
+    with pytest.raises(ValueError, match="4 MS-SSIM scales asked for, but 3 fit"):
+        M.ms_ssim(x, x, scales=4)
+    with pytest.raises(ValueError, match="0 MS-SSIM scales"):
+        M.ms_ssim(x, x, scales=0)
+    with pytest.raises(ValueError, match="13x13 are too small for MS-SSIM .* at least 14"):
+        M.ms_ssim(x[..., :13, :13], x[..., :13, :13])
+    with pytest.raises(ValueError, match="odd"):
+        M.ms_ssim(x, x, win_size=6)
     with pytest.raises(ValueError, match="smaller than the 7-tap"):
         M.ssim(x[..., :6, :6], x[..., :6, :6])
 

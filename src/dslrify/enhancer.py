@@ -143,6 +143,7 @@ class Enhancer:
             self.model, self.config, self.name = resolve_model(model)
         self.model = self.model.to(self.device).eval()
         self.tile = tile
+        self.last_tile: int | None = None
         self.strength = strength
         self.max_pixels = max_pixels
 
@@ -167,6 +168,7 @@ class Enhancer:
                     raise
                 torch.cuda.empty_cache()
                 tile = max(MIN_TILE, (tile or max(x.shape[-2:])) // 2)
+        self.last_tile = tile  # what the last photo actually ran with (None: whole), for reports
         if self.strength != 1.0:
             y = torch.lerp(x.to(y.device), y, self.strength)
         return y

@@ -6,6 +6,10 @@ Every loss is a typed function plus a thin ``nn.Module`` that stores its options
 Images are ``(N, C, H, W)`` float tensors, RGB in ``[0, 1]`` unless stated; ``output`` and ``target``
 must have the same shape (``ValueError`` otherwise). Every loss returns a scalar tensor, 0 when
 ``output == target`` (a perfect fake for the adversarial losses has no such point).
+
+The structural losses default to the evaluation metrics' 7-tap Gaussian window (sigma 1.5), and
+``ms_ssim_loss`` is ``1 -`` the very MS-SSIM of ``dslrify.metrics`` (same scales, same weights), so that
+training optimises what evaluation measures.
 """
 
 from __future__ import annotations
@@ -19,14 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dslrify.metrics import _ms_ssim
 from dslrify.models.vgg import VGGFeatures
 
 ColorReduction = Literal["dped", "mean", "sum"]
 GanMode = Literal["vanilla", "lsgan", "hinge"]
 GAN_MODES: tuple[str, ...] = ("vanilla", "lsgan", "hinge")
 
-# Wang et al. 2003 weights for 5 scales (also pytorch_msssim's and DPED ssim.py's defaults).
-MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # tf.image.rgb_to_grayscale's luma weights (ITU-R BT.601), which DPED feeds its discriminator.
 GRAY_WEIGHTS: tuple[float, float, float] = (0.2989, 0.5870, 0.1140)
 
@@ -68,75 +71,31 @@ def _check_window(win_size: int, output: Tensor, name: str) -> None:
         )
 
 
-def ssim_loss(output: Tensor, target: Tensor, win_size: int = 11, win_sigma: float = 1.5) -> Tensor:
+def ssim_loss(output: Tensor, target: Tensor, win_size: int = 7, win_sigma: float = 1.5) -> Tensor:
     """``1 - SSIM`` (Gaussian window ``win_size`` x ``win_size``, ``win_sigma``; data range 1), averaged
-    over images and channels. In ``[0, 2]``; 0 for identical images. Needs ``H, W >= win_size``."""
+    over images and channels. In ``[0, 2]``; 0 for identical images. Needs ``H, W >= win_size``.
+
+    The default window (7 taps) is the one of ``dslrify.metrics.ssim``, so that with the defaults the
+    loss is ``1 -`` the evaluation metric's mean (Wang et al.'s 11 taps: ``win_size=11``)."""
     _check_pair(output, target, "ssim_loss")
     _check_window(win_size, output, "ssim_loss")
     ssim = pytorch_msssim.ssim(output, target, data_range=1.0, win_size=win_size, win_sigma=win_sigma)
     return 1.0 - ssim
 
 
-def ms_ssim_scales(height: int, width: int, win_size: int = 11, max_scales: int = 5) -> int:
-    """How many MS-SSIM scales fit: the window must fit in the smaller side at every scale, each scale
-    halving it (rounding up, as pytorch_msssim's padded 2x2 average pool does)."""
-    side, scales = min(height, width), 0
-    while scales < max_scales and side >= win_size:
-        scales, side = scales + 1, (side + 1) // 2
-    return scales
+def ms_ssim_loss(output: Tensor, target: Tensor, win_size: int = 7, win_sigma: float = 1.5) -> Tensor:
+    """``1 - MS-SSIM`` (data range 1), averaged over images: ``1 - dslrify.metrics.ms_ssim(...).mean()``.
 
-
-def _ssim_and_cs(x: Tensor, y: Tensor, window: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-image, per-channel mean SSIM and contrast-structure terms ``(N, C)``; data range 1, valid
-    (unpadded) separable Gaussian filtering, K = (0.01, 0.03): the same arithmetic as pytorch_msssim."""
-    c = x.shape[1]
-
-    def blur(t: Tensor) -> Tensor:
-        t = F.conv2d(t, window.view(c, 1, 1, -1), groups=c)
-        return F.conv2d(t, window.view(c, 1, -1, 1), groups=c)
-
-    c1, c2 = 0.01**2, 0.03**2
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    cs_map = (2 * cov + c2) / (var_x + var_y + c2)
-    ssim_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs_map
-    return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
-
-
-def ms_ssim_loss(output: Tensor, target: Tensor, win_size: int = 11, win_sigma: float = 1.5) -> Tensor:
-    """``1 - MS-SSIM`` (data range 1) that also works on small training patches.
-
-    pytorch_msssim insists on 5 scales and so on a smaller side > ``(win_size - 1) * 16`` (161 pixels for
-    an 11-pixel window), which DPED's 100x100 patches fail. Here the number of scales is
-    ``ms_ssim_scales(H, W, win_size)`` (up to 5; 4 for 100x100 with ``win_size=11``, 5 with
-    ``win_size=7``) and the first that many standard weights are rescaled to the sum of all five. When
-    all 5 fit, the value equals ``1 - pytorch_msssim.ms_ssim``. ``(N, C, H, W)``; needs ``H, W >= win_size``.
+    The same implementation as the metric: ``dslrify.metrics.ms_ssim_scales(H, W, win_size)`` scales
+    (each scale's shorter side at least ``2 * win_size``: 3 for 100x100 patches; at most 5), the standard
+    weights truncated to them and renormalised to sum to 1. The one difference: each scale's term is
+    floored at 1e-6 instead of 0 (the metric's ReLU), which keeps the gradient of ``term ** weight``
+    (infinite at 0) finite and changes nothing for any realistic value. ``(N, C, H, W)`` (any ``C``);
+    needs ``H, W >= 2 * win_size`` (``ValueError`` otherwise).
     """
     _check_pair(output, target, "ms_ssim_loss")
     _check_window(win_size, output, "ms_ssim_loss")
-    scales = ms_ssim_scales(output.shape[-2], output.shape[-1], win_size)
-    # Rescaled to the full set's sum (1.0001, not exactly 1): unchanged when all 5 scales fit.
-    weights = output.new_tensor(MS_SSIM_WEIGHTS[:scales]) * (
-        sum(MS_SSIM_WEIGHTS) / sum(MS_SSIM_WEIGHTS[:scales])
-    )
-    coords = torch.arange(win_size, dtype=output.dtype, device=output.device) - win_size // 2
-    window = torch.exp(-(coords**2) / (2 * win_sigma**2))
-    window = (window / window.sum()).repeat(output.shape[1])
-    x, y, terms = output, target, []
-    for scale in range(scales):
-        ssim, cs = _ssim_and_cs(x, y, window)
-        if scale == scales - 1:
-            terms.append(ssim)
-            break
-        terms.append(cs)
-        padding = [s % 2 for s in x.shape[-2:]]  # odd sides round up, as pytorch_msssim
-        x, y = F.avg_pool2d(x, 2, padding=padding), F.avg_pool2d(y, 2, padding=padding)
-    # pytorch_msssim clamps at 0 with relu; a tiny positive floor instead keeps the gradient of
-    # t ** w (infinite at t = 0) finite, and changes nothing for any realistic value.
-    stacked = torch.stack(terms).clamp_min(1e-6)  # (scales, N, C)
-    return 1.0 - torch.prod(stacked ** weights.view(-1, 1, 1), dim=0).mean()
+    return 1.0 - _ms_ssim(output, target, win_size=win_size, win_sigma=win_sigma, floor=1e-6).mean()
 
 
 # --- DPED's colour and total-variation losses ---------------------------------------------------
@@ -310,7 +269,7 @@ class MSELoss(nn.Module):
 class SSIMLoss(nn.Module):
     """Module form of ``ssim_loss``."""
 
-    def __init__(self, win_size: int = 11, win_sigma: float = 1.5) -> None:
+    def __init__(self, win_size: int = 7, win_sigma: float = 1.5) -> None:
         super().__init__()
         self.win_size, self.win_sigma = win_size, win_sigma
 
@@ -321,7 +280,7 @@ class SSIMLoss(nn.Module):
 class MSSSIMLoss(nn.Module):
     """Module form of ``ms_ssim_loss``."""
 
-    def __init__(self, win_size: int = 11, win_sigma: float = 1.5) -> None:
+    def __init__(self, win_size: int = 7, win_sigma: float = 1.5) -> None:
         super().__init__()
         self.win_size, self.win_sigma = win_size, win_sigma
 

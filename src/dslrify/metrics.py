@@ -10,8 +10,11 @@ Definitions (each is tested against an independent implementation in ``tests/tes
   ``inf`` (as scikit-image does); no cap, so a mean over images that contains one is ``inf`` too.
 - SSIM: exactly ``pytorch_msssim.ssim(x, y, data_range=1, win_size=7, size_average=False)``: Gaussian
   window of 7 taps, sigma 1.5, valid filtering, per RGB channel then averaged.
-- MS-SSIM: pytorch-msssim's definition with the same 7-tap window, using as many scales as fit (see
-  :func:`ms_ssim_scales`) with the standard weights truncated and renormalised to sum to 1.
+- MS-SSIM: pytorch-msssim's definition with the same 7-tap window, using as many scales as fit (3 for
+  100x100), standard weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333) truncated and renormalised to sum
+  1. A scale fits if its shorter side is at least twice the window (see :func:`ms_ssim_scales`), so that
+  its SSIM averages over a reasonable number of window positions. ``dslrify.losses.ms_ssim_loss`` is
+  ``1 -`` this same computation (it only floors the terms at 1e-6 to keep gradients finite).
 - CIEDE2000: mean over pixels of the colour difference (Sharma, Wu and Dalal 2005; kL = kC = kH = 1),
   with sRGB converted to CIELAB (D65) by ``kornia.color.rgb_to_lab``.
 """
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Window of SSIM and MS-SSIM: 7 taps, not Wang et al.'s 11, so that 100x100 DPED patches get several scales.
+#: Window of SSIM and MS-SSIM: 7 taps (pytorch-msssim's ``win_size=7``), not Wang et al.'s 11.
 WIN_SIZE = 7
 WIN_SIGMA = 1.5
 #: Wang, Simoncelli and Bovik (2003), finest scale first.
@@ -91,16 +94,18 @@ def ssim(x: Tensor, y: Tensor) -> Tensor:
 
 
 def ms_ssim_scales(height: int, width: int, win_size: int = WIN_SIZE) -> int:
-    """How many MS-SSIM scales fit an image: the scales whose shorter side stays larger than the window.
+    """How many MS-SSIM scales fit an image: those whose shorter side is at least ``2 * win_size``.
 
     Scale 1 is the image itself; each further scale halves it (rounding up, as pytorch-msssim's 2x2
-    average pooling pads odd sizes). A scale is used only if its shorter side is strictly larger than
-    ``win_size``, so that the SSIM there averages over more than a single window position; at most 5
-    (the number of standard weights). For 100x100 DPED patches and 7 taps: sides 100, 50, 25, 13 -> 4
-    scales (the fifth would be 7x7, a single window). Returns 0 if even the full image is too small.
+    average pooling pads odd sizes); at most 5 (the number of standard weights). The rule asks for twice
+    the window so that the SSIM at a scale averages over a reasonable number of window positions (at
+    least ``(win_size + 1) ** 2``), not over the handful left when the window barely fits, whose mean is
+    too noisy to carry a fixed weight. For 100x100 DPED patches and 7 taps: sides 100, 50, 25 -> 3
+    scales (the fourth, 13, is below 14); 5 scales need a shorter side above ``16 * (2 * win_size - 1)``
+    (208 for 7 taps). Returns 0 if even the full image is too small.
     """
     side, scales = min(height, width), 0
-    while scales < len(MS_SSIM_WEIGHTS) and side > win_size:
+    while scales < len(MS_SSIM_WEIGHTS) and side >= 2 * win_size:
         scales += 1
         side = (side + 1) // 2
     return scales
@@ -130,33 +135,62 @@ def _ssim_and_cs(x: Tensor, y: Tensor, win: Tensor) -> tuple[Tensor, Tensor]:
     return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
 
 
-def ms_ssim(x: Tensor, y: Tensor, scales: int | None = None) -> Tensor:
+def ms_ssim(
+    x: Tensor, y: Tensor, scales: int | None = None, win_size: int = WIN_SIZE, win_sigma: float = WIN_SIGMA
+) -> Tensor:
     """Multi-scale SSIM of each image: ``(N, 3, H, W)`` x2 in [0, 1] -> ``(N,)``, 1 for identical.
 
-    ``scales`` defaults to :func:`ms_ssim_scales` (4 for 100x100 patches). The standard weights are
-    truncated to the scales used and renormalised to sum to 1, so that identical images still score 1
-    and the value stays comparable in range. Otherwise identical to ``pytorch_msssim.ms_ssim(x, y,
-    data_range=1, win_size=7, weights=...)`` (ReLU on each term, product over scales, mean over RGB),
-    which refuses images smaller than ``16 * (win_size - 1)`` whatever the number of weights; hence this
-    re-implementation, tested equal to it where it applies.
+    ``scales`` defaults to :func:`ms_ssim_scales` (3 for 100x100 patches with the 7-tap window). The
+    standard weights are truncated to the scales used and renormalised to sum to 1, so that identical
+    images still score 1 and the value stays comparable in range. Otherwise identical to
+    ``pytorch_msssim.ms_ssim(x, y, data_range=1, win_size=win_size, win_sigma=win_sigma, weights=...)``
+    (ReLU on each term, product over scales, mean over RGB), which refuses images smaller than
+    ``16 * (win_size - 1)`` whatever the number of weights; hence this re-implementation, tested equal
+    to it where it applies.
     """
     _check_images(x, y)
-    fit = ms_ssim_scales(x.shape[-2], x.shape[-1])
+    return _ms_ssim(x, y, scales, win_size, win_sigma)
+
+
+def _ms_ssim(
+    x: Tensor,
+    y: Tensor,
+    scales: int | None = None,
+    win_size: int = WIN_SIZE,
+    win_sigma: float = WIN_SIGMA,
+    floor: float = 0.0,
+) -> Tensor:
+    """MS-SSIM of ``(N, C, H, W)`` x2 (any ``C``) -> ``(N,)``: the one implementation, shared with
+    ``dslrify.losses.ms_ssim_loss``.
+
+    Each scale's term is clamped below at ``floor``: 0 is pytorch-msssim's ReLU (the metric); a small
+    positive ``floor`` keeps the gradient of ``term ** weight`` finite (it is infinite at 0), for the loss.
+    """
+    if win_size < 1 or win_size % 2 == 0:
+        raise ValueError(f"win_size must be odd and positive, got {win_size}")
+    height, width = x.shape[-2:]
+    fit = ms_ssim_scales(height, width, win_size)
+    if fit == 0:
+        raise ValueError(
+            f"images of {height}x{width} are too small for MS-SSIM with a {win_size}-tap window: "
+            f"the shorter side must be at least {2 * win_size}"
+        )
     if scales is None:
         scales = fit
     if not 1 <= scales <= fit:
         raise ValueError(
-            f"{scales} MS-SSIM scales asked for, but {fit} fit images of {x.shape[-2]}x{x.shape[-1]} "
-            f"with a {WIN_SIZE}-tap window"
+            f"{scales} MS-SSIM scales asked for, but {fit} fit images of {height}x{width} "
+            f"with a {win_size}-tap window"
         )
     weights = x.new_tensor(MS_SSIM_WEIGHTS[:scales])
     weights = weights / weights.sum()
-    win = _gaussian_window(WIN_SIZE, WIN_SIGMA, x.shape[1], x)
+    win = _gaussian_window(win_size, win_sigma, x.shape[1], x)
     terms = []
     for level in range(scales):
         s, cs = _ssim_and_cs(x, y, win)
         # Coarser scales contribute contrast-structure only; the coarsest adds luminance (full SSIM).
-        terms.append(torch.relu(s if level == scales - 1 else cs))
+        term = s if level == scales - 1 else cs
+        terms.append(torch.relu(term) if floor == 0 else term.clamp_min(floor))
         if level < scales - 1:
             pad = [d % 2 for d in x.shape[2:]]
             x, y = F.avg_pool2d(x, 2, padding=pad), F.avg_pool2d(y, 2, padding=pad)

@@ -1,0 +1,703 @@
+"""Photo I/O: formats, orientation, metadata, bit depth, modes, limits, bad input, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin
+
+from dslrify import photo as photo_mod
+from dslrify.errors import PhotoError
+from dslrify.photo import (
+    SUPPORTED_EXTENSIONS,
+    Photo,
+    format_for_extension,
+    from_array,
+    from_pil,
+    read_photo,
+    to_array,
+    to_pil,
+    write_photo,
+)
+
+SHARED = Path("/work/shared/data")
+XMP = (
+    b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
+    b' xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+    b' tiff:Orientation="6"><dc:creator>dslrify-test</dc:creator></rdf:Description></rdf:RDF>'
+    b'</x:xmpmeta><?xpacket end="w"?>'
+)
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
+
+
+def shared_file(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+def exif_bytes(orientation: int | None = None) -> bytes:
+    exif = Image.Exif()
+    exif[271] = "TestCam"  # Make
+    exif[306] = "2024:05:01 12:00:00"  # DateTime
+    if orientation is not None:
+        exif[274] = orientation
+    exif[0x8769] = {0x9003: "2024:05:01 11:59:58"}  # Exif IFD: DateTimeOriginal
+    return exif.tobytes()
+
+
+def upright_pattern(h: int = 48, w: int = 64) -> np.ndarray:
+    """Four flat quadrants, all different: any rotation or flip shows."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2, : w // 2] = (255, 0, 0)
+    img[: h // 2, w // 2 :] = (0, 255, 0)
+    img[h // 2 :, : w // 2] = (0, 0, 255)
+    img[h // 2 :, w // 2 :] = (255, 255, 255)
+    return img
+
+
+def quadrant_colours(arr: np.ndarray) -> np.ndarray:
+    h, w = arr.shape[:2]
+    centres = [(h // 4, w // 4), (h // 4, 3 * w // 4), (3 * h // 4, w // 4), (3 * h // 4, 3 * w // 4)]
+    return np.array([arr[y, x] for y, x in centres], np.int32)
+
+
+def as_uint8(photo: Photo) -> np.ndarray:
+    return (photo.pixels[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def as_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def noise(h: int = 32, w: int = 40, c: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+@pytest.fixture
+def no_heif(monkeypatch):
+    """Pretend pillow-heif is not installed."""
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)
+    photo_mod._heif_available.cache_clear()
+    yield
+    photo_mod._heif_available.cache_clear()
+
+
+# --- formats and extensions ---------------------------------------------------------------------------
+
+
+def test_format_for_extension_maps_supported_and_rejects_others():
+    assert format_for_extension(".JPG") == "JPEG"
+    assert format_for_extension("tif") == "TIFF"
+    assert {SUPPORTED_EXTENSIONS[e] for e in (".heic", ".heif")} == {"HEIF"}
+    with pytest.raises(PhotoError, match=r"unsupported photo extension '\.bmp'.*\.jpg.*\.webp"):
+        format_for_extension(".bmp")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+def test_round_trip_each_format(tmp_path, fmt):
+    src = tmp_path / f"in{EXT[fmt]}"
+    Image.fromarray(upright_pattern()).save(src, format=fmt)
+    photo = read_photo(src)
+    assert (photo.format, photo.mode, photo.bit_depth, photo.size) == (fmt, "RGB", 8, (64, 48))
+    assert photo.pixels.dtype == torch.float32 and photo.pixels.shape == (1, 3, 48, 64)
+    assert photo.pixels.is_contiguous() and photo.pixels.min() >= 0 and photo.pixels.max() <= 1
+    dst = tmp_path / f"out{EXT[fmt]}"
+    write_photo(dst, photo)
+    with Image.open(dst) as out:
+        assert (out.format, out.mode, out.size) == (fmt, "RGB", (64, 48))
+        assert np.abs(quadrant_colours(np.asarray(out)) - quadrant_colours(upright_pattern())).max() <= 8
+
+
+def test_lossless_read_is_exact_and_format_argument_overrides_extension(tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray(noise()).save(src)
+    photo = read_photo(src)
+    assert np.array_equal(as_uint8(photo), noise())
+    dst = tmp_path / "out.bin"
+    write_photo(dst, photo, format="png")
+    with Image.open(dst) as out:
+        assert out.format == "PNG" and np.array_equal(np.asarray(out), noise())
+
+
+def test_unsupported_read_format_is_refused(tmp_path):
+    path = tmp_path / "in.bmp"
+    Image.fromarray(noise()).save(path)
+    with pytest.raises(PhotoError, match="is a BMP image"):
+        read_photo(path)
+
+
+# --- orientation and metadata --------------------------------------------------------------------------
+
+
+def test_exif_orientation_applied_and_reset(tmp_path):
+    """Orientation 6 (stored rotated 90° counter-clockwise) comes out upright, with Orientation 1."""
+    icc = shared_file("icc/AdobeRGB1998.icc").read_bytes()
+    upright = upright_pattern()
+    src = tmp_path / "phone.jpg"
+    Image.fromarray(np.rot90(upright, 1).copy()).save(
+        src, exif=exif_bytes(6), xmp=XMP, icc_profile=icc, quality=98
+    )
+    photo = read_photo(src)
+    assert photo.size == (64, 48)  # stored 48 x 64
+    assert np.abs(quadrant_colours(as_uint8(photo)) - quadrant_colours(upright)).max() <= 8
+
+    dst = tmp_path / "out.jpg"
+    write_photo(dst, photo)
+    with Image.open(dst) as out:
+        assert out.size == (64, 48)
+        assert np.abs(quadrant_colours(np.asarray(out)) - quadrant_colours(upright)).max() <= 8
+        exif = out.getexif()
+        assert exif[274] == 1 and exif[271] == "TestCam" and exif[306] == "2024:05:01 12:00:00"
+        assert exif.get_ifd(0x8769)[0x9003] == "2024:05:01 11:59:58"
+        assert out.info["icc_profile"] == icc
+        assert b"dslrify-test" in out.info["xmp"] and b'tiff:Orientation="1"' in out.info["xmp"]
+        assert ImageOps.exif_transpose(out).size == (64, 48)  # a viewer does not rotate it again
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(6, 10)).save(src, exif=exif_bytes(orientation))
+    with Image.open(src) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im))
+    photo = read_photo(src)
+    assert np.array_equal(as_uint8(photo), expected)
+    assert photo.exif is not None
+    tags = Image.Exif()
+    tags.load(photo.exif)
+    assert tags[274] == 1 and tags[271] == "TestCam"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+def test_exif_xmp_icc_carried_into_output(tmp_path, fmt):
+    src = tmp_path / "in.png"
+    Image.fromarray(noise()).save(src, exif=exif_bytes(3), icc_profile=SRGB_ICC)
+    photo = read_photo(src)
+    photo.xmp = XMP
+    dst = tmp_path / f"out{EXT[fmt]}"
+    write_photo(dst, photo)
+    with Image.open(dst) as out:
+        out.load()
+        exif = out.getexif()
+        assert exif[274] == 1 and exif[271] == "TestCam" and exif[306] == "2024:05:01 12:00:00"
+        assert exif.get_ifd(0x8769)[0x9003] == "2024:05:01 11:59:58"
+        assert out.info["icc_profile"] == SRGB_ICC
+        assert b"dslrify-test" in as_bytes(out.info["xmp"])
+    again = read_photo(dst)  # and our reader finds all three again
+    assert again.icc_profile == SRGB_ICC and b"dslrify-test" in again.xmp and b"TestCam" in again.exif
+
+
+@pytest.mark.parametrize("profile", ["AdobeRGB1998.icc", "ProPhotoRGB.icc"])
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "WEBP"])
+def test_wide_gamut_profile_kept_and_pixels_not_converted(tmp_path, profile, fmt):
+    icc = shared_file(f"icc/{profile}").read_bytes()
+    src = tmp_path / f"in{EXT[fmt]}"
+    Image.fromarray(noise()).save(
+        src, format=fmt, icc_profile=icc, **({"lossless": True} if fmt == "WEBP" else {})
+    )
+    photo = read_photo(src)
+    assert photo.icc_profile == icc
+    assert np.array_equal(as_uint8(photo), noise())  # the source's own encoding, not sRGB
+    dst = tmp_path / f"out{EXT[fmt]}"
+    write_photo(dst, photo)
+    with Image.open(dst) as out:
+        assert out.info["icc_profile"] == icc
+
+
+def test_real_photo_reads_at_its_size():
+    photo = read_photo(shared_file("photos/Picture_1A_by_freespace.jpg"))
+    assert photo.size == (1365, 1074) and photo.format == "JPEG" and photo.bit_depth == 8
+
+
+# --- alpha ---------------------------------------------------------------------------------------------
+
+
+def test_rgba_png_alpha_passed_through_untouched(tmp_path):
+    rgba = noise(c=4, seed=1)
+    src = tmp_path / "in.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    photo = read_photo(src)
+    assert photo.mode == "RGBA" and photo.alpha.dtype == np.uint8
+    assert np.array_equal(photo.alpha, rgba[..., 3])
+    assert np.array_equal(as_uint8(photo), rgba[..., :3])  # colour not premultiplied
+    dst = tmp_path / "out.png"
+    write_photo(dst, photo, 1 - photo.pixels)
+    with Image.open(dst) as out:
+        assert out.mode == "RGBA"
+        assert np.array_equal(np.asarray(out)[..., 3], rgba[..., 3])
+        assert np.array_equal(np.asarray(out)[..., :3], 255 - rgba[..., :3])
+
+
+def test_alpha_dropped_when_writing_jpeg(tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(c=4), "RGBA").save(src)
+    dst = tmp_path / "out.jpg"
+    write_photo(dst, read_photo(src))
+    with Image.open(dst) as out:
+        assert out.mode == "RGB"
+
+
+def test_resized_result_allowed_without_alpha_refused_with_alpha(tmp_path):
+    bigger = torch.rand(1, 3, 64, 80)
+    photo = from_array(noise())[0]
+    write_photo(tmp_path / "big.png", photo, bigger)
+    with Image.open(tmp_path / "big.png") as out:
+        assert out.size == (80, 64)
+    with_alpha = from_array(noise(c=4))[0]
+    with pytest.raises(PhotoError, match="alpha channel is 40 x 32"):
+        write_photo(tmp_path / "bad.png", with_alpha, bigger)
+    assert not (tmp_path / "bad.png").exists()
+
+
+# --- bit depth -----------------------------------------------------------------------------------------
+
+
+def gradient16(h: int = 8, w: int = 1024) -> np.ndarray:
+    ramp = np.linspace(0, 65535, w).round().astype(np.uint16)
+    rgb = np.stack([ramp, ramp[::-1], (ramp // 3 + 7).astype(np.uint16)], axis=-1)
+    return np.broadcast_to(rgb, (h, w, 3)).copy()
+
+
+def test_16bit_png_round_trip_keeps_full_precision(tmp_path):
+    grad = gradient16()
+    src = tmp_path / "in.png"
+    assert cv2.imwrite(str(src), cv2.cvtColor(grad, cv2.COLOR_RGB2BGR))
+    photo = read_photo(src)
+    assert photo.bit_depth == 16 and photo.mode == "RGB"
+    got = (photo.pixels[0].permute(1, 2, 0).double() * 65535).round().numpy()
+    assert np.abs(got - grad).max() == 0  # Pillow would have given multiples of 257
+    dst = tmp_path / "out.png"
+    write_photo(dst, photo, photo.pixels * 0.5 + 0.25)
+    back = cv2.cvtColor(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+    assert back.dtype == np.uint16
+    expected = np.round((grad.astype(np.float64) / 65535 * 0.5 + 0.25) * 65535)
+    assert np.abs(back - expected).max() <= 1
+    assert len(np.unique(back[0, :, 0])) > 512  # not quantised to 8 bit
+
+
+def test_16bit_tiff_round_trip_keeps_precision_icc_and_xmp(tmp_path):
+    grad = gradient16()
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, grad, photometric="rgb", iccprofile=SRGB_ICC)
+    photo = read_photo(src)
+    assert photo.bit_depth == 16 and photo.icc_profile == SRGB_ICC
+    photo.xmp, photo.exif = XMP, exif_bytes(1)
+    dst = tmp_path / "out.tiff"
+    write_photo(dst, photo)
+    with tifffile.TiffFile(dst) as tif:
+        page = tif.pages[0]
+        assert np.array_equal(page.asarray(), grad)
+        assert page.tags[34675].value == SRGB_ICC and b"dslrify-test" in page.tags[700].value
+        assert page.tags[271].value == "TestCam" and page.tags[274].value == 1
+
+
+def test_16bit_png_metadata_and_alpha_written(tmp_path):
+    rgba = np.dstack([gradient16(), np.full((8, 1024), 40000, np.uint16)])
+    photo = from_array(rgba)[0]
+    photo.exif, photo.icc_profile, photo.xmp = exif_bytes(1), SRGB_ICC, XMP
+    dst = tmp_path / "out.png"
+    write_photo(dst, photo)
+    with Image.open(dst) as out:
+        assert out.info["icc_profile"] == SRGB_ICC and b"dslrify-test" in as_bytes(out.info["xmp"])
+        assert out.getexif()[271] == "TestCam"
+    again = read_photo(dst)
+    assert again.bit_depth == 16 and again.alpha.dtype == np.uint16 and np.all(again.alpha == 40000)
+
+
+def test_16bit_written_as_8bit_for_jpeg_and_webp(tmp_path):
+    photo = from_array(np.dstack([gradient16(), np.full((8, 1024), 40000, np.uint16)]))[0]
+    write_photo(tmp_path / "out.webp", photo, quality=100)
+    write_photo(tmp_path / "out.jpg", photo)
+    with Image.open(tmp_path / "out.webp") as webp, Image.open(tmp_path / "out.jpg") as jpeg:
+        assert webp.mode == "RGBA" and np.all(np.asarray(webp)[..., 3] == 156)  # round(40000 / 257)
+        assert jpeg.mode == "RGB"
+        expected = np.round(gradient16()[0, :, 0] / 257)
+        assert np.abs(np.asarray(jpeg)[0, :, 0].astype(int) - expected).max() <= 3
+
+
+# --- grayscale, CMYK, palette --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16"])
+def test_grayscale_processed_as_rgb_and_written_back_grayscale(tmp_path, mode):
+    gray = noise(c=1)[..., 0]
+    values = gray.astype(np.uint16) * 257 if mode == "I;16" else gray
+    src = tmp_path / "in.png"
+    Image.fromarray(values).save(src)
+    photo = read_photo(src)
+    assert photo.mode == mode and photo.bit_depth == (16 if mode == "I;16" else 8)
+    assert torch.equal(photo.pixels[:, 0], photo.pixels[:, 1]) and torch.equal(
+        photo.pixels[:, 0], photo.pixels[:, 2]
+    )
+    dst = tmp_path / "out.png"
+    write_photo(dst, photo)
+    with Image.open(dst) as out:
+        assert out.mode == mode and np.array_equal(np.asarray(out), values)
+
+
+def test_grayscale_output_is_rec601_luma_like_pillow(tmp_path):
+    photo = from_array(noise(c=1)[..., 0])[0]
+    colour = torch.from_numpy(noise(seed=5)).permute(2, 0, 1)[None].float() / 255
+    write_photo(tmp_path / "out.png", photo, colour)
+    with Image.open(tmp_path / "out.png") as out:
+        expected = np.asarray(Image.fromarray(noise(seed=5)).convert("L")).astype(int)
+        assert out.mode == "L" and np.abs(np.asarray(out).astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_cmyk_without_profile_converted_naively_and_written_rgb(tmp_path, fmt):
+    cmyk = Image.fromarray(noise(c=4, seed=3), "CMYK")
+    src = tmp_path / f"in{EXT[fmt]}"
+    cmyk.save(src, format=fmt)
+    photo = read_photo(src)
+    with Image.open(src) as im:
+        expected = np.asarray(im.convert("RGB"))
+    assert photo.mode == "CMYK" and photo.icc_profile is None
+    assert np.array_equal(as_uint8(photo), expected)
+    dst = tmp_path / f"out{EXT[fmt]}"
+    write_photo(dst, photo)
+    with Image.open(dst) as out:
+        assert out.mode == "RGB"
+
+
+def test_cmyk_with_profile_converted_through_it_and_tagged_srgb(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_transform(im, src, dst, outputMode):  # noqa: N803 (Pillow's keyword)
+        calls.append((src, outputMode))
+        return Image.new("RGB", im.size, (10, 20, 30))
+
+    monkeypatch.setattr(ImageCms, "profileToProfile", fake_transform)
+    src = tmp_path / "in.jpg"
+    lab_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # stands in for a CMYK one
+    Image.fromarray(noise(c=4), "CMYK").save(src, icc_profile=lab_icc)
+    photo = read_photo(src)
+    assert len(calls) == 1 and calls[0][0].tobytes() == lab_icc and calls[0][1] == "RGB"
+    assert as_uint8(photo)[0, 0].tolist() == [10, 20, 30]
+    assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(photo.icc_profile)))
+    write_photo(tmp_path / "out.jpg", photo)
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.mode == "RGB" and out.info["icc_profile"] == photo.icc_profile
+
+
+def test_palette_becomes_rgb_or_rgba_with_transparency(tmp_path):
+    pal = Image.fromarray(noise()).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.save(tmp_path / "p.png")
+    pal.save(tmp_path / "pt.png", transparency=0)
+    opaque, clear = read_photo(tmp_path / "p.png"), read_photo(tmp_path / "pt.png")
+    assert opaque.mode == "P" and opaque.alpha is None
+    assert np.array_equal(as_uint8(opaque), np.asarray(pal.convert("RGB")))
+    assert clear.alpha is not None and set(np.unique(clear.alpha)) <= {0, 255} and (clear.alpha == 0).any()
+    write_photo(tmp_path / "out.png", clear)
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.mode == "RGBA"
+
+
+# --- limits and bad input ------------------------------------------------------------------------------
+
+
+def test_too_many_pixels_refused_before_decoding(tmp_path, monkeypatch):
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(10, 20)).save(src)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    with pytest.raises(PhotoError) as err:
+        read_photo(src, max_pixels=199)
+    assert "in.png is 20 x 10 = 200 pixels, more than the limit of 199" in str(err.value)
+    assert err.value.advice == "raise --max-pixels if you trust this file"
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_header_gets_our_limit_message(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_only(30000, 30000))  # Pillow alone would raise DecompressionBombError
+    with pytest.raises(
+        PhotoError, match=r"30000 x 30000 = 900,000,000 pixels, more than the limit of 200,000,000"
+    ):
+        read_photo(path)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])  # Pillow checks TIFF again when decoding
+def test_our_limit_governs_not_pillows(tmp_path, monkeypatch, ext):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    src = tmp_path / f"in{ext}"
+    Image.fromarray(noise()).save(src)
+    assert read_photo(src).size == (40, 32)
+    assert Image.MAX_IMAGE_PIXELS == 100  # restored
+
+
+def make_bad(kind: str, tmp_path: Path) -> Path:
+    path = tmp_path / {"text": "notes.jpg", "corrupt": "noise.png", "folder": "dir.jpg"}.get(
+        kind, f"{kind}.jpg"
+    )
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("this is not a photo\n")
+    elif kind == "corrupt":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    elif kind in ("truncated", "truncated16"):
+        buf = io.BytesIO()
+        if kind == "truncated":
+            Image.fromarray(noise(128, 128)).save(buf, format="JPEG")
+        else:
+            path = path.with_suffix(".png")
+            buf.write(cv2.imencode(".png", gradient16(64, 256))[1].tobytes())
+        path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    elif kind == "bad_idat":
+        path = path.with_suffix(".png")
+        buf = io.BytesIO()
+        Image.fromarray(noise(64, 64)).save(buf, format="PNG")
+        data = bytearray(buf.getvalue())
+        data[60:200] = bytes(140)  # zeros inside the compressed IDAT stream
+        path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "no such file"),
+        ("folder", "is a folder"),
+        ("empty", "is empty"),
+        ("text", "not a photo dslrify can read"),
+        ("corrupt", "not a photo dslrify can read"),
+        ("truncated", "cannot decode image"),
+        ("truncated16", "cannot decode image"),
+        ("bad_idat", "cannot decode image"),
+    ],
+)
+def test_bad_input_gives_one_line_error_naming_the_file(tmp_path, kind, message):
+    path = make_bad(kind, tmp_path)
+    with pytest.raises(PhotoError, match=message) as err:
+        read_photo(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_heic_without_pillow_heif_says_how_to_install(tmp_path, no_heif):
+    fake_heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    for name in ("photo.heic", "misnamed.jpg"):
+        (tmp_path / name).write_bytes(fake_heic)
+        with pytest.raises(PhotoError, match="pillow-heif") as err:
+            read_photo(tmp_path / name)
+        assert err.value.advice == "pip install 'dslrify[heic]'"
+    with pytest.raises(PhotoError, match=r"dslrify\[heic\]"):
+        write_photo(tmp_path / "out.heic", from_array(noise())[0])
+
+
+def test_heic_round_trip_with_pillow_heif(tmp_path):
+    pytest.importorskip("pillow_heif")
+    photo_mod._heif_available.cache_clear()
+    photo = from_array(upright_pattern())[0]
+    photo.exif, photo.icc_profile = exif_bytes(1), SRGB_ICC
+    write_photo(tmp_path / "out.heic", photo)
+    again = read_photo(tmp_path / "out.heic")
+    assert again.format == "HEIF" and again.size == (64, 48) and again.icc_profile == SRGB_ICC
+    assert np.abs(quadrant_colours(as_uint8(again)) - quadrant_colours(upright_pattern())).max() <= 12
+
+
+# --- writing -------------------------------------------------------------------------------------------
+
+
+def test_write_rounds_and_clips(tmp_path):
+    values = torch.tensor([100.4, 100.6, -30.0, 300.0, 127.5, 0.0]) / 255
+    pixels = values.view(1, 1, 1, 6).expand(1, 3, 1, 6)
+    write_photo(tmp_path / "out.png", from_array(noise(1, 6))[0], pixels)
+    with Image.open(tmp_path / "out.png") as out:
+        assert np.asarray(out)[0, :, 0].tolist() == [100, 101, 0, 255, 128, 0]
+
+
+def test_quality_applies_to_jpeg_and_webp(tmp_path):
+    photo = from_array(noise(64, 64))[0]
+    for ext in (".jpg", ".webp"):
+        write_photo(tmp_path / f"hi{ext}", photo, quality=95)
+        write_photo(tmp_path / f"lo{ext}", photo, quality=30)
+        assert (tmp_path / f"lo{ext}").stat().st_size < (tmp_path / f"hi{ext}").stat().st_size
+    with Image.open(tmp_path / "hi.jpg") as hi, Image.open(tmp_path / "lo.jpg") as lo:
+        assert JpegImagePlugin.get_sampling(hi) == 0 and JpegImagePlugin.get_sampling(lo) == 2
+
+
+def test_write_is_atomic_when_the_encoder_fails(tmp_path, monkeypatch):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "kept.jpg").write_bytes(b"previous result")
+
+    def dying_encoder(im, fp, filename):
+        fp.write(b"\xff\xd8\xff partial jpeg")
+        raise RuntimeError("encoder died midway")
+
+    monkeypatch.setitem(Image.SAVE, "JPEG", dying_encoder)
+    photo = from_array(noise())[0]
+    for name in ("new.jpg", "kept.jpg"):
+        with pytest.raises(RuntimeError, match="midway"):
+            write_photo(out_dir / name, photo)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["kept.jpg"]  # no new.jpg, no temp file
+    assert (out_dir / "kept.jpg").read_bytes() == b"previous result"
+
+
+def test_disk_error_while_writing_16bit_tiff_leaves_nothing(tmp_path, monkeypatch):
+    def disk_full(f, *args, **kwargs):
+        f.write(b"II*\x00")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", disk_full)
+    with pytest.raises(PhotoError, match="cannot write .*out.tif: No space left on device"):
+        write_photo(tmp_path / "out.tif", from_array(gradient16())[0])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_destination_gives_cannot_write(tmp_path):
+    photo = from_array(noise())[0]
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(PhotoError, match=r"cannot write .*is not a folder"):
+        write_photo(tmp_path / "a_file" / "out.png", photo)
+    with pytest.raises(PhotoError, match=r"cannot write .*does not exist"):
+        write_photo(tmp_path / "missing" / "out.png", photo)
+    with pytest.raises(PhotoError, match=r"cannot write .*out\.gif: unsupported photo extension '\.gif'"):
+        write_photo(tmp_path / "out.gif", photo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_folder_gives_cannot_write(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(PhotoError, match="(?i)cannot write .*permission denied"):
+        write_photo(locked / "out.png", from_array(noise())[0])
+
+
+# --- Python API: PIL images and arrays -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "I;16"])
+def test_pil_round_trip_keeps_mode_and_pixels(mode):
+    arrays = {
+        "RGB": noise(),
+        "RGBA": noise(c=4),
+        "L": noise(c=1)[..., 0],
+        "LA": noise(c=2),
+        "I;16": noise(c=1)[..., 0].astype(np.uint16) * 251,
+    }
+    arr = arrays[mode]
+    image = Image.fromarray(arr)
+    out = to_pil(from_pil(image))
+    assert out.mode == mode and np.array_equal(np.asarray(out), arr)
+
+
+def test_from_pil_applies_orientation_and_to_pil_carries_metadata(tmp_path):
+    src = tmp_path / "in.jpg"
+    Image.fromarray(np.rot90(upright_pattern(), 1).copy()).save(src, exif=exif_bytes(6), icc_profile=SRGB_ICC)
+    with Image.open(src) as image:
+        out = to_pil(from_pil(image))
+    assert out.size == (64, 48) and out.info["icc_profile"] == SRGB_ICC
+    assert b"TestCam" in out.info["exif"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [0, 3, 4])
+def test_array_round_trip_keeps_dtype_layout_and_values(dtype, channels):
+    raw = noise(c=max(channels, 1), seed=channels)
+    arr = raw[..., 0] if channels == 0 else raw
+    arr = {
+        np.uint8: arr,
+        np.uint16: arr.astype(np.uint16) * 257 + 3,
+        np.float32: arr.astype(np.float32) / 255,
+    }[dtype]
+    photo, got_dtype = from_array(arr)
+    assert got_dtype == dtype and photo.pixels.shape == (1, 3, 32, 40)
+    assert (photo.alpha is not None) == (channels == 4)
+    out = to_array(photo, photo.pixels, got_dtype)
+    assert out.dtype == dtype and out.shape == arr.shape and np.array_equal(out, arr)
+
+
+def test_from_array_rejects_unsupported_input():
+    with pytest.raises(PhotoError, match="float64"):
+        from_array(np.zeros((4, 4, 3)))
+    with pytest.raises(PhotoError, match="shape"):
+        from_array(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_xmp_only_orientation_applied_and_reset(tmp_path):
+    src = tmp_path / "in.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())  # tiff:Orientation="6", no EXIF at all
+    Image.fromarray(np.rot90(upright_pattern(), 1).copy()).save(src, pnginfo=info)
+    photo = read_photo(src)
+    assert photo.size == (64, 48) and np.array_equal(as_uint8(photo), upright_pattern())
+    assert b'tiff:Orientation="1"' in photo.xmp and b'tiff:Orientation="6"' not in photo.xmp
+
+
+def test_tiff_exif_carried_without_its_pixel_layout_tags(tmp_path):
+    src = tmp_path / "in.tif"
+    Image.fromarray(np.rot90(upright_pattern(), -1).copy()).save(src, exif=exif_bytes(8))
+    photo = read_photo(src)
+    assert photo.size == (64, 48) and np.array_equal(as_uint8(photo), upright_pattern())
+    write_photo(tmp_path / "out.jpg", photo)
+    with Image.open(tmp_path / "out.jpg") as out:
+        exif = out.getexif()
+        assert exif.get(274, 1) == 1 and exif[271] == "TestCam"  # Pillow's TIFF decoder drops the tag
+        assert exif.get_ifd(0x8769)[0x9003] == "2024:05:01 11:59:58"
+        assert not {256, 257, 273, 279} & set(exif)  # the TIFF's strip offsets etc. stay behind
+
+
+def test_16bit_png_orientation_applied_once(tmp_path):
+    grad = gradient16(6, 300)
+    photo = from_array(grad)[0]
+    photo.exif = exif_bytes(6)  # written as is: the file says "rotate me"
+    write_photo(tmp_path / "in.png", photo)
+    again = read_photo(tmp_path / "in.png")
+    got = (again.pixels[0].permute(1, 2, 0).double() * 65535).round().numpy()
+    assert again.size == (6, 300) and np.array_equal(got, np.rot90(grad, -1))
+
+
+def test_exif_kept_byte_for_byte_except_orientation(tmp_path):
+    """Maker notes hold offsets into the EXIF block: it is patched in place, never re-serialised."""
+    exif = Image.Exif()
+    exif[271] = "TestCam"
+    exif[274] = 6
+    exif[0x8769] = {0x927C: b"MAKERNOTE\x00\x01\x02" * 8}
+    raw = exif.tobytes() + b"\x00\x00THUMBNAIL-AREA"  # bytes no re-serialisation would keep
+    src = tmp_path / "in.jpg"
+    Image.fromarray(noise()).save(src, exif=raw)
+    photo = read_photo(src)
+    assert len(photo.exif) == len(raw)
+    diff = [i for i, (a, b) in enumerate(zip(photo.exif, raw, strict=True)) if a != b]
+    assert len(diff) == 1 and photo.exif[diff[0]] == 1  # the Orientation value's low byte: 6 -> 1
+
+
+def test_multi_picture_jpeg_reads_as_jpeg(tmp_path):
+    src = tmp_path / "phone.jpg"  # many phones write MPO: a JPEG with a second picture appended
+    Image.fromarray(noise()).save(
+        src, format="MPO", save_all=True, append_images=[Image.fromarray(noise(seed=1))]
+    )
+    photo = read_photo(src)
+    assert photo.format == "JPEG" and photo.size == (40, 32)
