@@ -171,10 +171,12 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 out = self.net(x)
-                loss, parts = self.objective.generator_loss(x, out, y)
+            # Losses in float32: SSIM's variances cancel catastrophically in bf16 (NaN at step 2).
+            out = out.float()
+            loss, parts = self.objective.generator_loss(x, out, y)
             if not torch.isfinite(loss):
                 raise DslrifyError(
-                    f"the loss became {float(loss)} at step {self.step + 1} ({parts})",
+                    f"the loss became {float(loss.detach())} at step {self.step + 1} ({parts})",
                     "lower optim.lr or set optim.grad_clip; "
                     f"the last good checkpoint is {self.run_dir / 'last'}",
                 )
@@ -186,7 +188,7 @@ class Trainer:
             self.sched.step()
             if self.d_net is not None:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                    d_loss = self.objective.discriminator_loss(x, out, y)
+                    d_loss = self.objective.discriminator_loss(x, out, y).float()
                 self.d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
                 self.d_opt.step()
