@@ -179,3 +179,36 @@ def test_python_api_enhance_file_keeps_size(tmp_path, photo_array, model_dir):
     Image.fromarray(photo_array).save(src)
     dst = Enhancer(model_dir).enhance_file(src, tmp_path / "b.png")
     assert np.asarray(Image.open(dst)).shape == photo_array.shape
+
+
+def test_phone_photo_with_orientation_xmp_and_adobe_rgb_comes_out_upright_with_all_three(tmp_path, model_dir):
+    from conftest import SHARED_DATA
+
+    icc_path = SHARED_DATA / "icc" / "AdobeRGB1998.icc"
+    if not icc_path.is_file():
+        pytest.skip(f"{icc_path} is absent")
+    icc = icc_path.read_bytes()
+    # Stored landscape (120x80) with a red left column; orientation 6 means "rotate 90° clockwise to view".
+    stored = np.full((80, 120, 3), 128, np.uint8)
+    stored[:, :10] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PhoneMaker"
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:creator="Tester"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    src = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(src, quality=95, exif=exif.tobytes(), icc_profile=icc, xmp=xmp)
+
+    result = run("enhance", str(src), "-o", str(tmp_path / "out"), "--model", str(model_dir))
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "phone_dslr.jpg") as im:
+        assert im.size == (80, 120)  # upright: portrait
+        top_row = np.asarray(im.convert("RGB"))[:5].reshape(-1, 3).mean(0)
+        assert top_row[0] > top_row[2] + 40  # the red column is now the top rows
+        assert im.info.get("icc_profile") == icc
+        assert b"dc:creator" in (im.info.get("xmp") or b"")
+        out_exif = im.getexif()
+        assert out_exif.get(0x0112, 1) == 1 and out_exif.get(0x010F) == "PhoneMaker"

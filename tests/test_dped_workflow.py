@@ -27,7 +27,9 @@ def dped_iphone(tmp_path_factory) -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent")
     out = tmp_path_factory.mktemp("models") / "dped-iphone"
-    result = runner.invoke(app, ["import-dped", str(SHARED_DATA / "dped-checkpoints/iphone_orig"), "-o", str(out)])
+    result = runner.invoke(
+        app, ["import-dped", str(SHARED_DATA / "dped-checkpoints/iphone_orig"), "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -35,8 +37,21 @@ def dped_iphone(tmp_path_factory) -> Path:
 def test_evaluate_reproduces_dpeds_published_protocol_figures(dped_iphone, shared_data, tmp_path):
     report = tmp_path / "report.json"
     per_image = tmp_path / "pairs.csv"
-    args = ["evaluate", "--data", str(shared_data / "dped"), "--model", str(dped_iphone), "--baseline", "identity",
-            "--json", str(report), "--per-image", str(per_image), "--device", "cpu"]  # fmt: skip
+    args = [
+        "evaluate",
+        "--data",
+        str(shared_data / "dped"),
+        "--model",
+        str(dped_iphone),
+        "--baseline",
+        "identity",
+        "--json",
+        str(report),
+        "--per-image",
+        str(per_image),
+        "--device",
+        "cpu",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     models = {m["model"]: m for m in json.loads(report.read_text())["models"]}
@@ -49,7 +64,9 @@ def test_evaluate_reproduces_dpeds_published_protocol_figures(dped_iphone, share
 
 
 @pytest.mark.slow
-def test_enhance_gives_the_pixels_of_the_dataset_path_on_a_full_size_photo(dped_iphone, shared_data, tmp_path):
+def test_enhance_gives_the_pixels_of_the_dataset_path_on_a_full_size_photo(
+    dped_iphone, shared_data, tmp_path
+):
     photo = full_size_test_images(shared_data / "dped", "iphone")[0]
     result = runner.invoke(app, ["enhance", str(photo), "-o", str(tmp_path), "--model", str(dped_iphone)])
     assert result.exit_code == 0, result.output

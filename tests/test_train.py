@@ -51,9 +51,17 @@ def write_config(tmp_path: Path, pairs_root: Path, **run) -> Path:
         "data": {"root": str(pairs_root), "patch_size": 32, "val_fraction": 0.25},
         "loss": {"l1": 1.0, "ssim": 0.2},
         "optim": {"lr": 0.003},
-        "run": {"max_steps": 6, "batch_size": 4, "val_every": 3, "checkpoint_every": 2, "log_every": 2,
-                "threads": 1, "dir": str(tmp_path / "run"), **run},
-    }  # fmt: skip
+        "run": {
+            "max_steps": 6,
+            "batch_size": 4,
+            "val_every": 3,
+            "checkpoint_every": 2,
+            "log_every": 2,
+            "threads": 1,
+            "dir": str(tmp_path / "run"),
+            **run,
+        },
+    }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -167,10 +175,82 @@ def test_cross_validation_reports_every_fold(tmp_path, pairs_root):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 def test_torchrun_two_cpu_processes_stay_in_sync(tmp_path, pairs_root):
     config = write_config(tmp_path, pairs_root, max_steps=4)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "dslrify.cli", "train", str(config)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "dslrify.cli",
+        "train",
+        str(config),
+    ]
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run/last/model.safetensors").is_file()  # rank 0 wrote; the sync check passed
+
+
+def test_teacher_labels_unpaired_photos_and_blends_into_pairs(tmp_path, pairs_root):
+    from conftest import random_unet
+    from dslrify.checkpoint import save_checkpoint
+
+    teacher_dir = save_checkpoint(
+        tmp_path / "teacher", random_unet(), "unet", {"width": 8, "depth": 3, "global_width": 16}
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.open(pairs_root / "input" / f"{i}.png").save(photos / f"{i}.jpg")
+    overrides = [
+        f"data.teacher={teacher_dir}",
+        f"data.unpaired_root={photos}",
+        "data.unpaired_share=0.5",
+        "data.teacher_on_pairs=0.25",
+        "run.max_steps=3",
+    ]
+    trainer = Trainer(load_config(write_config(tmp_path, pairs_root), overrides))
+    assert "3 unpaired photos" in trainer.data_description and "teacher" in trainer.licence
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    taught = trainer.teacher(x).clamp(0, 1)
+    mixed = trainer._teach(x, y, torch.tensor([False, True]))
+    assert torch.allclose(mixed[0], taught[0]) and torch.allclose(mixed[1], 0.75 * y[1] + 0.25 * taught[1])
+    keys = [k for batch in trainer_sampler_keys(trainer) for k in batch]
+    assert {k[2] for k in keys} == {0, 1} and sum(k[2] == 1 for k in keys) == len(keys) // 2
+    trainer.fit()
+
+
+def trainer_sampler_keys(trainer: Trainer) -> list:
+    from dslrify.train.sampling import StepBatchSampler
+
+    r = trainer.cfg.run
+    sampler = StepBatchSampler(
+        len(trainer.train_pairs), r.batch_size, r.seed, 0, 3, 0, 1, trainer.n_unpaired, 0.5
+    )
+    return list(sampler)
+
+
+def test_unpaired_photos_without_teacher_are_refused(tmp_path, pairs_root):
+    with pytest.raises(DslrifyError, match="data.teacher"):
+        load_config(write_config(tmp_path, pairs_root), [f"data.unpaired_root={tmp_path}"])
+
+
+def test_synthetic_pretraining_trains_on_degraded_photos_and_validates_on_real_pairs(tmp_path, pairs_root):
+    photos = tmp_path / "clean"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        img = np.kron(rng.uniform(0, 1, (12, 12, 3)), np.ones((25, 25, 1)))
+        Image.fromarray((img * 255).astype(np.uint8)).save(photos / f"{i}.png")
+    config = load_config(
+        write_config(tmp_path, pairs_root),
+        [f"data.synthetic_root={photos}", "data.synthetic_pairs_per_photo=4", "run.max_steps=3"],
+    )
+    trainer = Trainer(config)
+    assert "synthetic degradations" in trainer.data_description and len(trainer.train_pairs) == 8
+    result = trainer.fit()
+    assert result.best and len(trainer.val_set) == 6  # validation stays on the real pairs

@@ -49,17 +49,49 @@ from dslrify.errors import PhotoError
 
 DEFAULT_MAX_PIXELS = 200_000_000
 SUPPORTED_EXTENSIONS: dict[str, str] = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF",
-    ".webp": "WEBP", ".heic": "HEIF", ".heif": "HEIF",
-}  # fmt: skip
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".heic": "HEIF",
+    ".heif": "HEIF",
+}
 _READ_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WEBP", "HEIF": "HEIF"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B"}
 _ORIENTATION = 0x0112
 _HEIC_ADVICE = "pip install 'dslrify[heic]'"
 _DAMAGED = "the file is damaged, truncated or not an image; copy or export it again"
 # TIFF tags describing the pixel layout of the source file: never copied into another file's EXIF.
-_TIFF_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324,
-                     325, 338, 339, 340, 341, 530, 700, 34675}  # fmt: skip
+_TIFF_LAYOUT_TAGS = {
+    254,
+    255,
+    256,
+    257,
+    258,
+    259,
+    262,
+    266,
+    273,
+    277,
+    278,
+    279,
+    284,
+    317,
+    320,
+    322,
+    323,
+    324,
+    325,
+    338,
+    339,
+    340,
+    341,
+    530,
+    700,
+    34675,
+}
 _pillow_limit_lock = threading.Lock()
 
 

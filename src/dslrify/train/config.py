@@ -38,6 +38,13 @@ class DataConfig:
     flips: bool = True  # random horizontal flips and 90-degree rotations, same for input and target
     jitter: float = 0.0  # exposure/colour jitter strength applied to input and target alike (0 = off)
     workers: int = 0
+    # Knowledge beyond the pairs (each optional):
+    synthetic_root: str | None = None  # train on synthetic phone-like degradations of these clean photos
+    synthetic_pairs_per_photo: int = 64
+    teacher: str | None = None  # a model name/folder whose output labels the unpaired photos (distillation)
+    unpaired_root: str | None = None  # phone photos without targets, labelled by the teacher
+    unpaired_share: float = 0.5  # share of every batch drawn from unpaired_root
+    teacher_on_pairs: float = 0.0  # blend the teacher's output into the real targets (0 = real target only)
 
 
 @dataclass
@@ -227,6 +234,12 @@ def validate(config: TrainConfig) -> None:
         raise DslrifyError(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     if d.folds and not 0 <= d.fold < d.folds:
         raise DslrifyError(f"data.fold must be in [0, {d.folds}), got {d.fold}")
+    if (d.unpaired_root or d.teacher_on_pairs > 0) and not d.teacher:
+        raise DslrifyError(
+            "data.unpaired_root and data.teacher_on_pairs need data.teacher (the model that labels)"
+        )
+    if not 0.0 <= d.unpaired_share <= 1.0 or not 0.0 <= d.teacher_on_pairs <= 1.0:
+        raise DslrifyError("data.unpaired_share and data.teacher_on_pairs must be in [0, 1]")
     if not 0.0 <= r.ema < 1.0:
         raise DslrifyError(f"run.ema must be in [0, 1), got {r.ema}")
     if config.loss.perceptual < 0 or config.loss.adversarial < 0:

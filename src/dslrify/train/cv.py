@@ -17,8 +17,13 @@ from dslrify.train.config import load_config
 from dslrify.train.trainer import Event, Trainer, default_run_dir
 
 
-def run_cv(config_path: str | Path, folds: int, overrides: list[str] | None = None,
-           out: str | Path | None = None, on_event: Event | None = None) -> dict[str, Any]:  # fmt: skip
+def run_cv(
+    config_path: str | Path,
+    folds: int,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    on_event: Event | None = None,
+) -> dict[str, Any]:
     """Train one run per fold under ``out`` (default ``runs/NAME-cv-DATE``); write and return ``cv.json``."""
     if folds < 2:
         from dslrify.errors import DslrifyError
@@ -40,16 +45,18 @@ def run_cv(config_path: str | Path, folds: int, overrides: list[str] | None = No
             on_event("fold", fold=fold, folds=folds)
         trainer = Trainer(config, on_event=on_event)
         result = trainer.fit()
-        rows.append({
-            "fold": fold,
-            "best_step": result.best_step,
-            "psnr": result.best.get("val_psnr"),
-            "ssim": result.best.get("val_ssim"),
-            "final_psnr": trainer.last_val.get("val_psnr"),
-            "final_ssim": trainer.last_val.get("val_ssim"),
-            "n_val": len(trainer.val_set) if trainer.val_set is not None else 0,
-            "run_dir": str(result.run_dir),
-        })  # fmt: skip
+        rows.append(
+            {
+                "fold": fold,
+                "best_step": result.best_step,
+                "psnr": result.best.get("val_psnr"),
+                "ssim": result.best.get("val_ssim"),
+                "final_psnr": trainer.last_val.get("val_psnr"),
+                "final_ssim": trainer.last_val.get("val_ssim"),
+                "n_val": len(trainer.val_set) if trainer.val_set is not None else 0,
+                "run_dir": str(result.run_dir),
+            }
+        )
     summary: dict[str, Any] = {"config": base.to_dict(), "folds": rows}
     for key in ("psnr", "ssim", "final_psnr", "final_ssim"):
         vals = [r[key] for r in rows if r[key] is not None]

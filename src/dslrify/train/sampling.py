@@ -7,6 +7,7 @@ one, with any number of loader workers, and lets DDP ranks take disjoint slices 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import torch
@@ -30,40 +31,67 @@ def split_indices(
 
 
 def _generator(seed: int, step: int, slot: int) -> torch.Generator:
-    # A distinct, reproducible stream per (seed, step, slot), independent of everything else.
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 10_007 + slot)
+    # A distinct, reproducible stream per (seed, step, slot). torch's CPU generator keeps only 32 bits of
+    # a seed, so the three numbers are hashed into 32 well-mixed bits rather than combined arithmetically.
+    digest = hashlib.blake2b(f"{seed}/{step}/{slot}".encode(), digest_size=4).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
 
 
-class StepBatchSampler(Sampler[list[tuple[int, int, int]]]):
-    """Yields, for steps ``start..stop-1``, this rank's share of the global batch as (step, slot, pair) keys.
+Key = tuple[int, int, int, int]  # (step, slot, source: 0 = pairs / 1 = unpaired photos, index)
 
-    Pairs are drawn epoch by epoch from a seeded permutation, so every pair is seen once per epoch.
+
+def _epoch_draw(n: int, k: int, seed: int) -> int:
+    """The ``k``-th draw from epoch-wise seeded permutations of ``range(n)`` (each item once per epoch)."""
+    epoch, pos = divmod(k, n)
+    return int(torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919 * epoch))[pos])
+
+
+class StepBatchSampler(Sampler[list[Key]]):
+    """Yields, for steps ``start..stop-1``, this rank's share of the global batch as (step, slot, source, i).
+
+    The first ``round(batch * unpaired_share)`` slots of every step come from the unpaired photos (when
+    there are any), the rest from the pairs; each source is drawn epoch by epoch from a seeded permutation.
     """
 
     def __init__(
-        self, n_pairs: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
+        self,
+        n_pairs: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        stop: int,
+        rank: int = 0,
+        world: int = 1,
+        n_unpaired: int = 0,
+        unpaired_share: float = 0.0,
     ) -> None:
         if batch_size % world:
             raise DataError(f"run.batch_size {batch_size} is not divisible by the {world} processes")
         self.n, self.batch, self.seed = n_pairs, batch_size, seed
         self.start, self.stop, self.rank, self.world = start, stop, rank, world
+        self.n_unpaired = n_unpaired
+        self.k_unpaired = round(batch_size * unpaired_share) if n_unpaired else 0
 
-    def pair(self, k: int) -> int:
-        epoch, pos = divmod(k, self.n)
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
-        return int(perm[pos])
+    def key(self, step: int, slot: int) -> Key:
+        if slot < self.k_unpaired:
+            return step, slot, 1, _epoch_draw(self.n_unpaired, step * self.k_unpaired + slot, self.seed + 1)
+        k_pairs = self.batch - self.k_unpaired
+        return step, slot, 0, _epoch_draw(self.n, step * k_pairs + slot - self.k_unpaired, self.seed)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+    def __iter__(self) -> Iterator[list[Key]]:
         for step in range(self.start, self.stop):
-            slots = range(self.rank, self.batch, self.world)
-            yield [(step, s, self.pair(step * self.batch + s)) for s in slots]
+            yield [self.key(step, s) for s in range(self.rank, self.batch, self.world)]
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
 
 class TrainPatches(Dataset):
-    """``dataset[(step, slot, pair)]`` -> augmented ``(input, target)`` patch, (3, P, P) in [0, 1].
+    """``dataset[(step, slot, source, i)]`` -> augmented ``(input, target, labelled)``, (3, P, P) in [0, 1].
+
+    Source 0 is pair ``indices[i]`` of ``pairs``; source 1 is photo ``i`` of ``unpaired`` (a dataset of
+    ``(photo, photo)``), whose target a teacher model provides in the training loop: ``labelled`` is
+    False for those and the target is a copy of the input until then.
 
     Augmentations, identical for input and target: a random crop of ``patch`` pixels, a random flip and
     90-degree rotation (``flips``), and a mild exposure/white-balance change (``jitter``: gains drawn in
@@ -78,16 +106,21 @@ class TrainPatches(Dataset):
         seed: int,
         flips: bool = True,
         jitter: float = 0.0,
+        unpaired: Dataset | None = None,
     ) -> None:
         self.pairs, self.indices, self.patch, self.seed = pairs, indices, patch, seed
-        self.flips, self.jitter = flips, jitter
+        self.flips, self.jitter, self.unpaired = flips, jitter, unpaired
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        step, slot, k = key
-        x, y = self.pairs[self.indices[k]]
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        step, slot, source, k = key
+        if source == 1:
+            assert self.unpaired is not None
+            x, y = self.unpaired[k]
+        else:
+            x, y = self.pairs[self.indices[k]]
         g = _generator(self.seed, step, slot)
         h, w = x.shape[-2:]
         p = min(self.patch, h, w)
@@ -104,4 +137,4 @@ class TrainPatches(Dataset):
             balance = 1 + 0.5 * self.jitter * (2 * torch.rand(3, 1, 1, generator=g) - 1)
             gain = exposure * balance
             x, y = (x * gain).clamp(0, 1), (y * gain).clamp(0, 1)
-        return x.contiguous(), y.contiguous()
+        return x.contiguous(), y.contiguous(), source == 0

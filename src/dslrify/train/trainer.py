@@ -85,21 +85,40 @@ class Trainer:
     def _setup_data(self) -> None:
         d, r = self.cfg.data, self.cfg.run
         pairs = open_pairs(d.root, d.phone, split="train")
-        self.licence = (
-            "DPED data: non-commercial research use"
-            if isinstance(pairs, DPEDDataset)
-            else ("trained on user-supplied pairs: the terms of that data apply")
-        )
+        dped = isinstance(pairs, DPEDDataset)
+        terms = [
+            "DPED data: non-commercial research use" if dped else "user-supplied pairs: their terms apply"
+        ]
         if d.val_split == "test":
             train_idx, self.val_set = list(range(len(pairs))), open_pairs(d.root, d.phone, split="test")
         else:
             train_idx, val_idx = split_indices(len(pairs), r.seed, d.val_fraction, d.folds, d.fold)
             self.val_set = Subset(pairs, val_idx) if val_idx else None
-        self.train_pairs = TrainPatches(pairs, train_idx, d.patch_size, r.seed, d.flips, d.jitter)
-        self.data_description = (
-            f"{d.root} ({type(pairs).__name__}, phone {d.phone}): {len(train_idx)} training"
-            f" pairs, {len(self.val_set) if self.val_set else 0} validation"
-        )
+        described = f"{d.root} ({type(pairs).__name__}, phone {d.phone}): {len(train_idx)} training pairs"
+        if d.synthetic_root:  # pretraining: synthetic pairs replace the real ones; validation stays real
+            from dslrify.data.synthetic import SyntheticPairs
+
+            # Keep every (downscaled) photo decoded: the sampler visits them in random order.
+            pairs = SyntheticPairs(
+                d.synthetic_root, d.patch_size, d.synthetic_pairs_per_photo, r.seed, cache_size=64
+            )
+            train_idx = list(range(len(pairs)))
+            described = f"synthetic degradations of {d.synthetic_root} ({len(pairs)} patches)"
+        unpaired = None
+        self.teacher = None
+        if d.teacher:
+            self.teacher = resolve_model(d.teacher)[0].to(self.device).eval().requires_grad_(False)
+            terms.append(f"distilled from teacher {d.teacher}: its terms apply too")
+            described += f"; teacher {d.teacher} (blend on pairs {d.teacher_on_pairs})"
+        if d.unpaired_root:
+            from dslrify.data.photos import PhotoFolder
+
+            unpaired = PhotoFolder(d.unpaired_root)
+            described += f"; {len(unpaired)} unpaired photos ({d.unpaired_share:.0%} of each batch)"
+        self.train_pairs = TrainPatches(pairs, train_idx, d.patch_size, r.seed, d.flips, d.jitter, unpaired)
+        self.n_unpaired = len(unpaired) if unpaired is not None else 0
+        self.licence = "; ".join(terms)
+        self.data_description = f"{described}; {len(self.val_set) if self.val_set else 0} validation pairs"
 
     def _setup_model(self) -> None:
         m = self.cfg.model
@@ -160,15 +179,25 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
         sampler = StepBatchSampler(
-            len(self.train_pairs), r.batch_size, r.seed, self.step, stop, self.dist.rank, self.dist.world
+            len(self.train_pairs),
+            r.batch_size,
+            r.seed,
+            self.step,
+            stop,
+            self.dist.rank,
+            self.dist.world,
+            self.n_unpaired,
+            self.cfg.data.unpaired_share,
         )
         loader = DataLoader(self.train_pairs, batch_sampler=sampler, num_workers=self.cfg.data.workers)
         logger = _Logs(self.run_dir, enabled=main)
         self.emit("start", run_dir=self.run_dir, start=self.step, total=stop, data=self.data_description)
         amp = r.amp and self.device.type == "cuda"
         tick = time.perf_counter()
-        for x, y in loader:
+        for x, y, labelled in loader:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.teacher is not None:
+                y = self._teach(x, y, labelled.to(self.device))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 out = self.net(x)
             # Losses in float32: SSIM's variances cancel catastrophically in bf16 (NaN at step 2).
@@ -216,6 +245,14 @@ class Trainer:
         logger.close()
         distributed.barrier(self.dist)
         return TrainResult(self.run_dir, self.step, self.best_step, self.best_metrics)
+
+    @torch.no_grad()
+    def _teach(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+        """Targets with the teacher's output: for unpaired photos alone, blended into real targets."""
+        assert self.teacher is not None
+        taught = self.teacher(x).float().clamp(0, 1)
+        a = self.cfg.data.teacher_on_pairs
+        return torch.where(labelled.view(-1, 1, 1, 1), (1 - a) * y + a * taught, taught)
 
     def eval_model(self) -> torch.nn.Module:
         """The weights that validation and ``best`` use: the EMA when enabled."""
