@@ -381,5 +381,56 @@ def cv(
     out.print(f"wrote {summary['path']}")
 
 
+pairs_app = typer.Typer(no_args_is_help=True, help="Build training pairs from your phone and DSLR photos.")
+app.add_typer(pairs_app, name="pairs")
+
+
+@pairs_app.command("build")
+@friendly
+def pairs_build(
+    phone: Annotated[Path, typer.Option("--phone", help="Folder of phone photos.")],
+    dslr: Annotated[Path, typer.Option("--dslr", help="Folder of DSLR photos of the same scenes.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write (DPED layout).")],
+    name: Annotated[str, typer.Option(help="Phone folder name: OUT/NAME/training_data/NAME.")] = "phone",
+    patch: Annotated[int, typer.Option(help="Patch size in phone pixels.")] = 100,
+    stride: Annotated[int, typer.Option(help="Step between patches in phone pixels.")] = 50,
+    test_fraction: Annotated[float, typer.Option(help="Share of photo pairs held out for testing.")] = 0.1,
+    match: Annotated[str, typer.Option(help="Pair by name (same stem), time (EXIF) or order.")] = "name",
+    seed: Annotated[int, typer.Option(help="Seed of the test split.")] = 0,
+    max_error: Annotated[float, typer.Option(help="Drop patches misaligned by more than this (px).")] = 1.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT/NAME and OUT/report if they exist.")] = False,
+) -> None:
+    """Align phone/DSLR photo pairs and cut aligned patches into DPED's layout, with a report."""
+    from dslrify.pairs import build_dataset
+
+    report = build_dataset(
+        phone, dslr, output, name=name, patch=patch, stride=stride, test_fraction=test_fraction,
+        match=match, seed=seed, max_patch_error=max_error, overwrite=overwrite,
+        log=lambda line: out.print(line, highlight=False, soft_wrap=True),
+    )  # fmt: skip
+    out.print(report.summary(), highlight=False, soft_wrap=True)
+
+
+@app.command("export")
+@friendly
+def export_cmd(
+    model: Annotated[str, typer.Argument(help="Model name (see `dslrify models`) or checkpoint folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write, e.g. model.onnx.")],
+    opset: Annotated[
+        int | None, typer.Option(help="ONNX opset (9-20); default: the lowest the model needs.")
+    ] = None,
+) -> None:
+    """Export a model to ONNX (dynamic batch, height and width) and check it against PyTorch."""
+    from dslrify.export import export_onnx
+
+    with err.status("exporting and checking with onnxruntime"):
+        report = export_onnx(model, output, opset)
+    for line in report.parity_lines():
+        out.print(line, highlight=False)
+    out.print(
+        f"wrote {report.path} (opset {report.opset}); run it with --backend onnxruntime", highlight=False
+    )
+
+
 if __name__ == "__main__":  # `python -m dslrify.cli`, as torchrun's -m needs
     app()

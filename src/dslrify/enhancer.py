@@ -138,7 +138,8 @@ class Enhancer:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
         if isinstance(model, EnhancementModel):
-            self.model, self.config, self.name = model, {}, type(model).__name__
+            self.model, self.config = model, {}
+            self.name = getattr(model, "label", type(model).__name__)
         else:
             self.model, self.config, self.name = resolve_model(model)
         self.model = self.model.to(self.device).eval()
@@ -183,7 +184,7 @@ class Enhancer:
 
     def _choose_tile(self, height: int, width: int) -> int | None:
         """None = run whole. Auto: the largest tile whose activations fit a share of free memory."""
-        if self.tile == 0:
+        if self.tile == 0 or not self.model.tileable:
             return None
         if self.tile is not None:
             return self.tile if max(height, width) > self.tile else None

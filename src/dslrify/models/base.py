@@ -67,6 +67,8 @@ class EnhancementModel(nn.Module):
     # given the whole full-resolution photo cheaply; False when it runs the network (instance norm) and
     # the Enhancer must hand it a downsampled copy of a photo too large to run whole.
     context_from_thumbnail: ClassVar[bool] = False
+    # False for models that can only run on the whole photo (an exported ONNX graph takes no context).
+    tileable: ClassVar[bool] = True
 
     @property
     def uses_global_context(self) -> bool:

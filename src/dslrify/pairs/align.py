@@ -6,9 +6,10 @@
    inliers, a degenerate homography (mirrored, folded, extreme shear or scale) or too little overlap
    rejects the pair: a different scene, or a shot that cannot be registered by one homography.
 3. ``cv2.findTransformECC`` (MOTION_HOMOGRAPHY) refines it on grayscale at up to ``ecc_side`` pixels,
-   the DSLR photo first resized to the phone's scale. ECC's correlation is invariant to gain and offset,
-   so the phone's different colour and exposure do not bias it. A final correlation below ``min_ecc``
-   rejects the pair (another scene that happened to share some features).
+   the DSLR photo first resized to the phone's scale. Both images are high-passed first (grayscale
+   minus its Gaussian blur): ECC's correlation is invariant to gain and offset only, and the cameras'
+   different tone curves otherwise pull it off by over a pixel in smooth regions such as the sky.
+   A final correlation below ``min_ecc`` rejects the pair (another scene that shared some features).
 
 Coordinates are pixel centres, (x, y); ``Alignment.homography`` maps DSLR pixels to phone pixels at full
 resolution. :func:`local_error` measures the residual misalignment of one patch (see its docstring).
@@ -27,7 +28,9 @@ MAX_FEATURES = 8000  # strongest SIFT keypoints kept per photo
 MIN_INLIERS = 30  # chance agreement between unrelated photos stays far below this
 RANSAC_PX = 3.0  # inlier threshold at the feature-matching scale
 MIN_OVERLAP = 0.3  # share of the phone frame the DSLR photo must cover
-MIN_ECC = 0.5  # ECC correlation coefficient after refinement; aligned real pairs reach 0.8-0.99
+MIN_ECC = 0.5  # high-passed ECC correlation after refinement: 0.7-0.97 aligned (noisy to clean), ~0 unrelated
+MIN_SIMILARITY = 0.5  # correlation of a patch pair's contents (local_error)
+HIGHPASS_SIGMA = 4.0  # px at the ECC scale: ECC runs on grayscale minus this Gaussian blur
 MAX_ECC_JUMP = 10.0  # px at the ECC scale: ECC moving further than this from SIFT's answer has diverged
 
 
@@ -39,7 +42,7 @@ class Alignment:
     matches: int = 0  # ratio-test matches
     inliers: int = 0  # RANSAC inliers among them
     reprojection_error: float = math.nan  # RMS px (phone frame, full resolution) of inliers, final H
-    ecc: float = math.nan  # ECC correlation coefficient in [-1, 1] of the final H (grayscale)
+    ecc: float = math.nan  # ECC correlation coefficient in [-1, 1] of the final H (high-passed grayscale)
     overlap: float = 0.0  # share of the phone frame in [0, 1] covered by the DSLR photo
     refined: bool = False  # ECC refinement converged and was kept
     ok: bool = False
@@ -69,7 +72,7 @@ def align_pair(
     dslr: np.ndarray,
     *,
     max_side: int = 1600,
-    ecc_side: int = 1024,
+    ecc_side: int = 1600,
     min_inliers: int = MIN_INLIERS,
     min_overlap: float = MIN_OVERLAP,
     min_ecc: float = MIN_ECC,
@@ -159,29 +162,41 @@ def grid_rms(h_est: np.ndarray, h_ref: np.ndarray, phone_shape: tuple[int, ...],
     return float(np.sqrt(np.mean(np.sum((back - p) ** 2, axis=1))))
 
 
-def local_error(phone_patch: np.ndarray, dslr_patch: np.ndarray, min_response: float = 0.08) -> float:
+def local_error(
+    phone_patch: np.ndarray, dslr_patch: np.ndarray, min_similarity: float = MIN_SIMILARITY
+) -> float:
     """Residual misalignment, in pixels, of a warped DSLR patch against its phone patch ((p, p, 3) uint8).
 
-    Phase correlation (Hann window) of the two grayscale patches, each lightly blurred (so the phone's
-    blur and noise and the DSLR's sharpness compare alike) and normalised (so colour and exposure do
-    not matter), gives their residual shift. Returns the shift's length; ``inf`` when the correlation
-    peak is weaker than ``min_response`` while there is texture (the contents differ: a moving car,
-    leaves, parallax); ``nan`` for patches flat in both photos (sky, walls), where a shift is neither
-    measurable nor visible, and which are kept (``nan > threshold`` is False).
+    Both patches become grayscale, lightly blurred (so the phone's blur and noise and the DSLR's
+    sharpness compare alike) and zero-mean. Phase correlation (Hann window) gives their residual shift;
+    after undoing it, their normalised cross-correlation must reach ``min_similarity`` (it is above 0.98
+    for aligned synthetic pairs, below 0.45 when an object covers half the patch in one photo only).
+    Returns the shift's length in px; ``inf`` when the contents differ (a moving car or person, leaves,
+    parallax); ``nan`` for patches flat in both photos (sky, walls), whose shift is neither measurable
+    nor visible and which are kept (``nan > threshold`` is False).
     """
+    if phone_patch.shape != dslr_patch.shape:
+        raise ValueError(f"patch shapes differ: {phone_patch.shape} and {dslr_patch.shape}")
     a, b = _patch_gray(phone_patch), _patch_gray(dslr_patch)
-    ta, tb = _texture(a), _texture(b)
-    if max(ta, tb) < _FLAT:
+    if max(_texture(a), _texture(b)) < _FLAT:
         return math.nan
-    window = _hann(a.shape)
-    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-    if response < min_response:
-        return math.inf
-    return math.hypot(dx, dy)
+    (dx, dy), _ = cv2.phaseCorrelate(a, b, _hann(a.shape))
+    shift = math.hypot(dx, dy)
+    if shift > min(a.shape) / 4:  # far off (or unrelated): no overlap left to compare contents on
+        return shift
+    size = (a.shape[1], a.shape[0])
+    back = cv2.warpAffine(b, np.float32([[1, 0, dx], [0, 1, dy]]), size, flags=_BACK)  # b(x + d) ~ a(x)
+    m = math.ceil(shift) + 2  # the border the shift left undefined
+    a, back = a[m:-m, m:-m], back[m:-m, m:-m]
+    a, back = a - a.mean(), back - back.mean()
+    denom = float(np.linalg.norm(a) * np.linalg.norm(back))
+    similarity = float((a * back).sum()) / denom if denom > 0 else 0.0
+    return shift if similarity >= min_similarity else math.inf
 
 
 # --- helpers ---------------------------------------------------------------------------------------
 
+_BACK = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 _FLAT = 1.5  # mean gradient magnitude (8-bit levels per px) below which a blurred patch is flat
 
 
@@ -212,12 +227,17 @@ def _apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q[:, :2] / q[:, 2:3]
 
 
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """z component of the cross product of 2-D vectors (..., 2)."""
+    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+
 def _local_scale(h: np.ndarray, at: tuple[float, float]) -> float:
     """Phone pixels per DSLR pixel near the phone point ``at`` (sqrt of the Jacobian determinant)."""
     x_d = _apply(np.linalg.inv(h), np.array([at]))[0]
     eps = 1.0
     p0, px, py = _apply(h, np.array([x_d, x_d + [eps, 0], x_d + [0, eps]]))
-    return math.sqrt(abs(np.cross(px - p0, py - p0))) / eps
+    return math.sqrt(abs(float(_cross(px - p0, py - p0)))) / eps
 
 
 def _degenerate(h: np.ndarray, phone_shape: tuple[int, ...], dslr_shape: tuple[int, ...]) -> str:
@@ -231,7 +251,7 @@ def _degenerate(h: np.ndarray, phone_shape: tuple[int, ...], dslr_shape: tuple[i
         return "the phone frame folds over the horizon line"
     quad = q[:, :2] / q[:, 2:3]
     edges = np.roll(quad, -1, axis=0) - quad
-    turns = np.cross(edges, np.roll(edges, -1, axis=0))
+    turns = _cross(edges, np.roll(edges, -1, axis=0))
     if not (np.all(turns > 0) or np.all(turns < 0)):
         return "mirrored or self-intersecting"
     a = h[:2, :2] - np.outer(h[:2, 2], h[2, :2])  # affine part at the origin, up to scale
@@ -259,7 +279,9 @@ def _refine_ecc(pg: np.ndarray, dg: np.ndarray, h: np.ndarray, side: int) -> tup
     template, s_t = _resize(pg, se)
     k = min(1.0, se * _local_scale(h, (pg.shape[1] / 2, pg.shape[0] / 2)))
     image, s_i = _resize(dg, k)  # the DSLR photo at the template's scale
-    template, image = template.astype(np.float32), image.astype(np.float32)
+    # High-pass both (grayscale minus its Gaussian blur): the cameras' different tone curves would
+    # otherwise bias ECC in smooth regions (sky), where it trades geometry for brightness (> 1 px seen).
+    template, image = _highpass(template), _highpass(image)
     w0 = s_i @ np.linalg.inv(h) @ np.linalg.inv(s_t)  # ECC's warp: template pixels -> image pixels
     w0 = (w0 / w0[2, 2]).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-6)
@@ -275,6 +297,11 @@ def _refine_ecc(pg: np.ndarray, dg: np.ndarray, h: np.ndarray, side: int) -> tup
     except cv2.error:
         pass  # did not converge: keep the feature homography, say so in the reason
     return h, _ecc_score(template, image, w0), refined
+
+
+def _highpass(gray: np.ndarray) -> np.ndarray:
+    g = gray.astype(np.float32)
+    return g - cv2.GaussianBlur(g, (0, 0), HIGHPASS_SIGMA)
 
 
 def _ecc_score(template: np.ndarray, image: np.ndarray, w: np.ndarray) -> float:

@@ -154,7 +154,7 @@ def match_photos(
         raise DslrifyError(f"unknown matching {match!r}", f"choose one of {', '.join(MATCH_MODES)}")
     pairs: list[tuple[Path, Path]] = []
     if match == "order":
-        pairs = list(zip(phones, dslrs))
+        pairs = list(zip(phones, dslrs, strict=False))  # the longer list's rest is unpaired
     elif match == "name":
         phone_stems, dslr_stems = _stem_map(phones), _stem_map(dslrs)
         pairs = [(p, dslr_stems[s]) for s, p in phone_stems.items() if s in dslr_stems]
@@ -277,46 +277,21 @@ def build_dataset(
     if not pairs:
         raise DataError(f"no photo pairs found by {match} in {phone_dir} and {dslr_dir}", _MATCH_ADVICE)
     root, report_dir = out / name, out / "report"
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise DataError(f"{root} already exists", "choose another -o or --name, or pass --overwrite")
-        shutil.rmtree(root)
-    shutil.rmtree(report_dir, ignore_errors=True)
+    existing = [p for p in (root, report_dir) if p.is_dir() and any(p.iterdir())]
+    if existing and not overwrite:
+        raise DataError(f"{existing[0]} already exists", "choose another -o or --name, or pass --overwrite")
+    for p in existing:
+        shutil.rmtree(p)  # stale patches would mix with the new ones
     settings = {"phone_dir": str(phone_dir), "dslr_dir": str(dslr_dir), "name": name, "patch": patch,
                 "stride": stride, "test_fraction": test_fraction, "match": match, "seed": seed,
                 "max_patch_error": max_patch_error}  # fmt: skip
     report = BuildReport(out, name, settings, unpaired=unpaired)
     staging = root / ".staging"
     for i, (p_path, d_path) in enumerate(pairs):
-        result = PairResult(p_path.name, d_path.name)
-        report.pairs.append(result)
-        try:
-            phone, dslr = load_rgb(p_path), load_rgb(d_path)
-        except DslrifyError as e:
-            result.reason = f"cannot read: {e}"
-            say(f"rejected {p_path.name} + {d_path.name}: {result.reason}")
-            continue
-        a = result.alignment = align_pair(phone, dslr)
-        if not a.ok:
-            result.reason = a.reason
-            say(f"rejected {p_path.name} + {d_path.name}: {a.reason}")
-            continue
-        result.ok, result.reason = True, a.reason
-        warped, valid = warp_to_phone(dslr, a, phone.shape)
-        kept, dropped, result.flat = cut_patches(phone, warped, valid, patch, stride, max_patch_error)
-        result.kept, result.dropped = len(kept), len(dropped)
-        for k, (x, y) in enumerate(kept):
-            _write_patch(staging / str(i) / "phone" / f"{k}.jpg", phone[y : y + patch, x : x + patch])
-            _write_patch(staging / str(i) / "dslr" / f"{k}.jpg", warped[y : y + patch, x : x + patch])
-        overlay, diff = review_images(phone, warped, valid, [(x, y, patch) for x, y in dropped])
-        result.overlay, result.diff = f"images/{i}_{p_path.stem}_overlay.jpg", f"images/{i}_{p_path.stem}_diff.jpg"
-        write_image(report_dir / result.overlay, overlay)
-        write_image(report_dir / result.diff, diff)
-        say(
-            f"{p_path.name} + {d_path.name}: {a.inliers} inliers, reprojection {a.reprojection_error:.2f} px, "
-            f"ECC {a.ecc:.3f}, {result.kept} patches kept, {result.dropped} dropped"
-            + (f" ({a.reason})" if a.reason else "")
+        report.pairs.append(
+            _process_pair(i, p_path, d_path, staging, report_dir, patch, stride, max_patch_error)
         )
+        say(_line(report.pairs[-1]))
     _place(report, staging, root, name, test_fraction, seed)
     shutil.rmtree(staging, ignore_errors=True)
     write_report(report.to_json(), report_dir)
@@ -328,16 +303,73 @@ def build_dataset(
     return report
 
 
+def _process_pair(
+    i: int,
+    p_path: Path,
+    d_path: Path,
+    staging: Path,
+    report_dir: Path,
+    patch: int,
+    stride: int,
+    max_err: float,
+) -> PairResult:
+    """Read, align, warp and cut pair ``i``: patches to ``staging/i``, review images to ``report_dir``."""
+    result = PairResult(p_path.name, d_path.name)
+    try:
+        phone, dslr = load_rgb(p_path), load_rgb(d_path)
+    except DslrifyError as e:
+        result.reason = f"cannot read: {e}"
+        return result
+    a = result.alignment = align_pair(phone, dslr)
+    result.ok, result.reason = a.ok, a.reason
+    if not a.ok:
+        return result
+    warped, valid = warp_to_phone(dslr, a, phone.shape)
+    kept, dropped, result.flat = cut_patches(phone, warped, valid, patch, stride, max_err)
+    result.kept, result.dropped = len(kept), len(dropped)
+    for side in ("phone", "dslr"):
+        (staging / str(i) / side).mkdir(parents=True, exist_ok=True)
+    for k, (x, y) in enumerate(kept):
+        _write_patch(staging / str(i) / "phone" / f"{k}.jpg", phone[y : y + patch, x : x + patch])
+        _write_patch(staging / str(i) / "dslr" / f"{k}.jpg", warped[y : y + patch, x : x + patch])
+    overlay, diff = review_images(phone, warped, valid, [(x, y, patch) for x, y in dropped])
+    result.overlay, result.diff = (f"images/{i}_{p_path.stem}_{kind}.jpg" for kind in ("overlay", "diff"))
+    write_image(report_dir / result.overlay, overlay)
+    write_image(report_dir / result.diff, diff)
+    return result
+
+
+def _line(r: PairResult) -> str:
+    """The one-line summary of a pair for the console."""
+    if not r.ok:
+        return f"rejected {r.phone} + {r.dslr}: {r.reason}"
+    a = r.alignment
+    assert a is not None
+    return (
+        f"{r.phone} + {r.dslr}: {a.inliers} inliers, reprojection {a.reprojection_error:.2f} px, "
+        f"ECC {a.ecc:.3f}, {r.kept} patches kept, {r.dropped} dropped"
+        + (f" ({r.reason})" if r.reason else "")
+    )
+
+
 _MATCH_ADVICE = "name the two photos of a scene alike, or try --match time (EXIF clocks) or --match order"
 
 
-def _place(report: BuildReport, staging: Path, root: Path, name: str, test_fraction: float, seed: int) -> None:
+def choose_test(n: int, fraction: float, seed: int) -> set[int]:
+    """Indices of the photo pairs (of ``n``) held out for testing: ``round(n * fraction)``, at least one
+    when ``fraction`` > 0 and ``n`` >= 2, never all of them; drawn with ``seed``."""
+    if fraction <= 0 or n < 2:
+        return set()
+    k = min(n - 1, max(1, round(n * fraction)))
+    return {int(j) for j in np.random.default_rng(seed).permutation(n)[:k]}
+
+
+def _place(
+    report: BuildReport, staging: Path, root: Path, name: str, test_fraction: float, seed: int
+) -> None:
     """Choose the test photos (seeded, by photo pair) and move staged patches into DPED's folders."""
     aligned = [i for i, p in enumerate(report.pairs) if p.ok]
-    n_test = 0
-    if test_fraction > 0 and len(aligned) > 1:
-        n_test = min(len(aligned) - 1, max(1, round(len(aligned) * test_fraction)))
-    test = {aligned[j] for j in np.random.default_rng(seed).permutation(len(aligned))[:n_test]}
+    test = {aligned[j] for j in choose_test(len(aligned), test_fraction, seed)}
     counters = {"train": 0, "test": 0}
     folders = {"train": root / "training_data", "test": root / "test_data" / "patches"}
     for i in aligned:
