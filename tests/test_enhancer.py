@@ -125,3 +125,17 @@ def test_load_model_is_differentiable_for_preprocessing():
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     y.mean().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_fast_model_tiles_match_the_whole_photo():
+    from dslrify.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fast").eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.rand(1, 3, 150, 230)
+    whole = Enhancer(model, device="cpu", tile=0).enhance_tensor(x)
+    tiled = Enhancer(model, device="cpu", tile=64).enhance_tensor(x)
+    assert (whole - x).abs().max() > 0.01
+    assert (tiled - whole).abs().max() <= 1 / 255

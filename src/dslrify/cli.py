@@ -205,7 +205,7 @@ def evaluate(
         str | None, typer.Option(help="DPED phone folder (iphone, sony, blackberry).")
     ] = "iphone",
     split: Annotated[str, typer.Option(help="test or train (DPED layout).")] = "test",
-    baseline: Annotated[list[str], typer.Option(help="Baselines to include: identity.")] = [],  # noqa: B006
+    baseline: Annotated[list[str], typer.Option(help="Baselines to include: identity, auto-levels.")] = [],  # noqa: B006
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the summary table as CSV.")] = None,
@@ -221,6 +221,7 @@ def evaluate(
 
     from rich.progress import Progress
 
+    from dslrify.baselines import get_baseline
     from dslrify.data import open_pairs
     from dslrify.enhancer import Enhancer
     from dslrify.evaluate import PROTOCOL
@@ -231,9 +232,7 @@ def evaluate(
     dataset = open_pairs(data, phone, split=split)  # type: ignore[arg-type]
     models: dict[str, Callable] = {}
     for b in baseline:
-        if b != "identity":
-            raise DslrifyError(f"unknown baseline {b!r}", "available: identity")
-        models["identity"] = lambda x: x
+        models[b] = get_baseline(b)
     for m in model:
         enhancer = Enhancer(m, device=device)
         models[enhancer.name] = enhancer.enhance_tensor

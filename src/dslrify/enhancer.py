@@ -208,7 +208,8 @@ class Enhancer:
         out = torch.empty_like(x)
         for t in plan_tiles(h, w, tile, model.receptive_field, model.size_multiple):
             crop = x[:, :, t.cy0 : t.cy1, t.cx0 : t.cx1].to(dev)
-            y = model(crop, context).float().cpu()
+            where = {"origin": (t.cy0, t.cx0)} if model.tile_origin else {}
+            y = model(crop, context, **where).float().cpu()
             out[:, :, t.y0 : t.y1, t.x0 : t.x1] = y[
                 :, :, t.y0 - t.cy0 : t.y1 - t.cy0, t.x0 - t.cx0 : t.x1 - t.cx0
             ]

@@ -44,13 +44,34 @@ MODELS: dict[str, ZooEntry] = {
     for entry in [
         ZooEntry(
             name="default",
+            architecture="ppcn-teacher",
+            args={},
+            weights="default",
+            description="PPCN's teacher fine-tuned on the DPED pairs with self-distillation (best in CV)",
+            training_data="DPED iPhone -> Canon (full DPED via PPCN's release) + 198 DPED training patches",
+            licence="code MIT; weights derived from PPCN (Zheng222/PPCN, no licence file) and DPED data: "
+            "non-commercial research use",
+            card="docs/models/default.md",
+        ),
+        ZooEntry(
+            name="fast",
+            architecture="fast",
+            args={},
+            weights="fast",
+            description="HDRNet-style bilateral grid from a thumbnail + tiny detail conv (~1 s per 12 MP)",
+            training_data="198 DPED training patches + 100 phone photos labelled by PPCN's teacher",
+            licence="code MIT; weights: DPED data and PPCN-teacher labels: non-commercial research use",
+            card="docs/models/fast.md",
+        ),
+        ZooEntry(
+            name="paper",
             architecture="unet",
             args={"width": 16, "depth": 3, "global_width": 32, "context_size": 256},
-            weights="default",
-            description="Residual U-Net with a global colour branch (the paper's reading), L1 + SSIM",
-            training_data="DPED iPhone 3GS -> Canon 70D, 198 training patches (100x100)",
+            weights="paper",
+            description="The paper's reading (residual U-Net + global colour branch) from scratch, L1 + SSIM",
+            training_data="DPED iPhone 3GS -> Canon 70D: 178 training + 20 validation patches (100x100) only",
             licence="code MIT; weights trained on DPED data: non-commercial research use",
-            card="docs/models/default.md",
+            card="docs/models/paper.md",
         ),
     ]
 }

@@ -8,6 +8,7 @@ Names are listed at construction; nothing is decoded until an item is read.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 from torch import Tensor
@@ -21,8 +22,11 @@ from dslrify.photo import read_rgb
 class PhotoFolder(Dataset):
     """Every image directly inside ``root`` (jpg, png, tif, webp), in natural order."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, cache_size: int = 128) -> None:
         self.root = Path(root)
+        # Decoded photos are kept (per loader worker): training draws many crops from each photo.
+        self.cache_size = cache_size
+        self._cache: OrderedDict[int, Tensor] = OrderedDict()
         if not self.root.is_dir():
             raise DataError(f"{self.root}: no such folder of photos")
         self.names = list_images(self.root)
@@ -33,7 +37,15 @@ class PhotoFolder(Dataset):
         return len(self.names)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        x = to_chw(read_rgb(self.root / self.names[i]))
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            x = self._cache[i]
+        else:
+            x = to_chw(read_rgb(self.root / self.names[i]))
+            if self.cache_size:
+                self._cache[i] = x
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
         return x, x
 
     def name(self, i: int) -> str:

@@ -13,6 +13,7 @@ from dslrify.errors import ModelError
 from dslrify.models.base import ContextInstanceNorm, EnhancementModel
 from dslrify.models.discriminator import PatchDiscriminator
 from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator
+from dslrify.models.fast import FastEnhancer
 from dslrify.models.ppcn import PPCNStudent, PPCNTeacher
 from dslrify.models.unet import ResidualUNet
 
@@ -24,6 +25,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "ppcn-teacher": PPCNTeacher,
     "ppcn-student": PPCNStudent,
     "patchgan": PatchDiscriminator,
+    "fast": FastEnhancer,
 }
 
 

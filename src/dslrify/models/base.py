@@ -69,6 +69,8 @@ class EnhancementModel(nn.Module):
     context_from_thumbnail: ClassVar[bool] = False
     # False for models that can only run on the whole photo (an exported ONNX graph takes no context).
     tileable: ClassVar[bool] = True
+    # True when forward also needs a tile's position in the photo: forward(tile, context, origin=(y0, x0)).
+    tile_origin: ClassVar[bool] = False
 
     @property
     def uses_global_context(self) -> bool:

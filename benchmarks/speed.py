@@ -1,0 +1,178 @@
+"""Speed of every model on this machine, side by side in one run (ratios, since the machine is noisy).
+
+    python benchmarks/speed.py [--device cpu|cuda] [--threads 2] [--half]
+
+Rows: the I/O floor (Pillow decode + encode of the 12.2 MP photo, nothing else), then each model measured
+on a crop (megapixels/s, extrapolated seconds per 12.2 MP, peak RSS of that measurement in its own
+process), and for the fast model the real end-to-end JPEG -> JPEG of the whole photo through
+`Enhancer.enhance_file`. Then a folder of the 24 Kodak images: one `enhance_file` at a time versus the
+batch pipeline (`enhance_files`, decoding and encoding overlapping compute). Targets (part 5, 2-core
+CPU): 12.2 MP JPEG -> JPEG <= 2 s, >= 100x DPED's megapixels/s, peak RSS <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PHOTO = SHARED / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
+REFERENCES = {  # name -> (importer, checkpoint prefix)
+    "dped (architecture)": ("dped", SHARED / "dped-checkpoints/iphone_orig"),
+    "ppcn-teacher": ("ppcn", SHARED / "ppcn-checkpoints/teacher.ckpt"),
+    "ppcn-student": ("ppcn", SHARED / "ppcn-checkpoints/student.ckpt"),
+}
+
+
+def _peak() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # GB (ru_maxrss is in KiB)
+
+
+def child_io(photo: str) -> dict:
+    from PIL import Image
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, Image.open(photo) as im:
+        im.load()
+        im.save(Path(tmp) / "out.jpg", quality=95)
+    return {"seconds": time.perf_counter() - start, "peak": _peak()}
+
+
+def _model(spec: str, tmp: Path):
+    if spec in REFERENCES:
+        kind, prefix = REFERENCES[spec]
+        from dslrify.convert.dped import import_dped
+        from dslrify.convert.ppcn import import_ppcn
+
+        return (import_dped if kind == "dped" else import_ppcn)(prefix, tmp / "m")
+    return spec
+
+
+def child_model(spec: str, crop: int, device: str, half: bool, repeats: int) -> dict:
+    import torch
+
+    from dslrify.enhancer import Enhancer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        enhancer = Enhancer(_model(spec, Path(tmp)), device=device)
+        if half:
+            enhancer.model.half()
+        x = torch.rand(1, 3, crop, crop)
+        if half:
+            x = x.half()
+        enhancer.enhance_tensor(x[:, :, :64, :64])  # warm-up
+        times = []
+        for _ in range(repeats):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            enhancer.enhance_tensor(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    seconds = sorted(times)[len(times) // 2]
+    return {"mp_per_s": crop * crop / 1e6 / seconds, "peak": _peak()}
+
+
+def child_file(spec: str, photo: str, device: str) -> dict:
+    from dslrify.enhancer import Enhancer
+
+    enhancer = Enhancer(spec, device=device)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        enhancer.enhance_file(photo, Path(tmp) / "out.jpg")
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak": _peak()}
+
+
+def child_folder(spec: str, folder: str, device: str) -> dict:
+    from dslrify.enhancer import Enhancer
+
+    enhancer = Enhancer(spec, device=device)
+    photos = sorted(Path(folder).glob("*.png"))
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        for p in photos:
+            enhancer.enhance_file(p, Path(tmp) / f"a_{p.stem}.jpg")
+        one_by_one = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in enhancer.enhance_files([(p, Path(tmp) / f"b_{p.stem}.jpg") for p in photos]):
+            pass
+        pipelined = time.perf_counter() - start
+    return {"one_by_one": one_by_one, "pipelined": pipelined, "n": len(photos)}
+
+
+def run_child(*args: str, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--threads", str(threads), "--child", json.dumps(args)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise SystemExit(f"{args}: {res.stderr.strip().splitlines()[-1] if res.stderr else res.returncode}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--half", action="store_true", help="fp16 weights and inputs (CUDA)")
+    ap.add_argument("--photo", default=str(PHOTO))
+    ap.add_argument("--models", nargs="+", default=["fast", "default", "paper", *REFERENCES])
+    ap.add_argument("--fast", default="fast", help="which of --models is the fast model (name or folder)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        import torch
+
+        torch.set_num_threads(a.threads)
+        kind, *rest = json.loads(a.child)
+        fn = {"io": child_io, "model": child_model, "file": child_file, "folder": child_folder}[kind]
+        conv = [int(v) if v.isdigit() else (v == "True" if v in ("True", "False") else v) for v in rest]
+        print(json.dumps(fn(*conv)))
+        return
+    from PIL import Image
+
+    with Image.open(a.photo) as im:
+        w, h = im.size
+    mp = w * h / 1e6
+    gpu = a.device.startswith("cuda")
+    print(
+        f"photo {Path(a.photo).name} {w}x{h} ({mp:.1f} MP); device {a.device}; threads {a.threads}"
+        + (" fp16" if a.half else "")
+    )
+    io = run_child("io", a.photo, threads=a.threads)
+    print(f"{'row':<22} {'MP/s':>8} {'s / 12.2 MP':>12} {'peak RSS GB':>12} {'x DPED':>8}")
+    print(f"{'I/O floor (Pillow)':<22} {mp / io['seconds']:8.2f} {io['seconds']:12.2f} {io['peak']:12.2f}")
+    rows = {}
+    for spec in a.models:
+        crop = 2048 if spec == a.fast or gpu else (512 if "dped" in spec else 1024)
+        repeats = 5 if (spec == a.fast or gpu) else 2
+        rows[spec] = run_child(
+            "model", spec, str(crop), a.device, str(a.half), str(repeats), threads=a.threads
+        )
+    dped = rows.get("dped (architecture)", {}).get("mp_per_s")
+    for spec, r in rows.items():
+        ratio = f"{r['mp_per_s'] / dped:8.0f}" if dped else f"{'':>8}"
+        print(f"{spec:<22} {r['mp_per_s']:8.2f} {mp / r['mp_per_s']:12.1f} {r['peak']:12.2f} {ratio}")
+    if a.fast in a.models:
+        f = run_child("file", a.fast, a.photo, a.device, threads=a.threads)
+        print(
+            f"{'fast, JPEG -> JPEG':<22} {mp / f['seconds']:8.2f} {f['seconds']:12.2f} {f['peak']:12.2f}"
+            "   (whole photo, decode + enhance + encode)"
+        )
+        kodak = SHARED / "photos" / "kodak24"
+        if kodak.is_dir():
+            k = run_child("folder", a.fast, str(kodak), a.device, threads=a.threads)
+            print(
+                f"Kodak folder ({k['n']} images, fast): one at a time {k['one_by_one']:.2f} s, "
+                f"pipelined {k['pipelined']:.2f} s ({k['one_by_one'] / k['pipelined']:.2f}x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
