@@ -60,12 +60,8 @@ def child_model(spec: str, crop: int, device: str, half: bool, repeats: int) -> 
     from dslrify.enhancer import Enhancer
 
     with tempfile.TemporaryDirectory() as tmp:
-        enhancer = Enhancer(_model(spec, Path(tmp)), device=device)
-        if half:
-            enhancer.model.half()
+        enhancer = Enhancer(_model(spec, Path(tmp)), device=device, half=half)
         x = torch.rand(1, 3, crop, crop)
-        if half:
-            x = x.half()
         enhancer.enhance_tensor(x[:, :, :64, :64])  # warm-up
         times = []
         for _ in range(repeats):
@@ -120,7 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--half", action="store_true", help="fp16 weights and inputs (CUDA)")
+    ap.add_argument("--half", action="store_true", help="fp16 autocast (CUDA)")
     ap.add_argument("--photo", default=str(PHOTO))
     ap.add_argument("--models", nargs="+", default=["fast", "default", "paper", *REFERENCES])
     ap.add_argument("--fast", default="fast", help="which of --models is the fast model (name or folder)")

@@ -96,6 +96,7 @@ def enhance(
         int, typer.Option(help="Refuse photos larger than this (decompression-bomb guard).")
     ] = 200_000_000,
     backend: Annotated[str, typer.Option(help="torch, or onnxruntime for a .onnx --model.")] = "torch",
+    half: Annotated[bool, typer.Option("--half", help="fp16 autocast on CUDA.")] = False,
 ) -> None:
     """Enhance photos; outputs are named STEM + suffix + ext and keep EXIF, XMP and colour profile."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -117,7 +118,13 @@ def enhance(
         )
     elif backend == "torch":
         enhancer = Enhancer(
-            model, device=device, tile=tile, strength=strength, threads=threads, max_pixels=max_pixels
+            model,
+            device=device,
+            tile=tile,
+            strength=strength,
+            threads=threads,
+            max_pixels=max_pixels,
+            half=half,
         )
     else:
         raise DslrifyError(f"--backend {backend!r} is not supported", "choose torch or onnxruntime")
@@ -340,15 +347,15 @@ def train(
     with progress:
         result = run_training(config, set_, resume, on_event)
     best = result.best
+    models = (
+        f"{result.run_dir / 'best'} (and {result.run_dir / 'last'})" if best else f"{result.run_dir / 'last'}"
+    )
     summary = (
         f"best step {result.best_step}: PSNR {best['val_psnr']:.2f} dB, SSIM {best['val_ssim']:.4f}"
         if best
         else "no validation"
     )
-    out.print(
-        f"done at step {result.step}; {summary}; model: {result.run_dir / 'best'} "
-        f"(and {result.run_dir / 'last'})"
-    )
+    out.print(f"done at step {result.step}; {summary}; model: {models}")
 
 
 @app.command()
@@ -429,6 +436,53 @@ def export_cmd(
     out.print(
         f"wrote {report.path} (opset {report.opset}); run it with --backend onnxruntime", highlight=False
     )
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback exposes the page.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model selected first (see `dslrify models`) or folder.")
+    ] = "default",
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB (413 beyond).")] = 100,
+    max_pixels: Annotated[
+        int | None, typer.Option(help="Largest photo accepted, in pixels; default 50,000,000.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Photos enhanced at the same time.")] = 1,
+    queue: Annotated[int, typer.Option(help="Photos waiting beyond those; more get 503 (busy).")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Start a local web page: drop photos, compare before/after, download the results."""
+    import ipaddress
+
+    try:
+        import uvicorn
+
+        from dslrify.serve import DEFAULT_SERVE_MAX_PIXELS, create_app
+    except ImportError as e:
+        raise DslrifyError(f"dslrify serve needs {e.name}", "pip install 'dslrify[serve]'") from None
+
+    app_ = create_app(
+        model=model, max_upload_mb=max_upload_mb, max_pixels=max_pixels or DEFAULT_SERVE_MAX_PIXELS,
+        queue=queue, workers=workers, device=device, preload=True,
+    )  # fmt: skip
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        err.print(
+            f"[yellow]warning:[/yellow] bound to {host}: anyone who can reach this machine can upload "
+            "photos and use its CPU/GPU (no login). Use --host 127.0.0.1 to keep it local.",
+            highlight=False,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    out.print(f"dslrify serve: open http://{shown}:{port}/  (Ctrl+C to stop)", highlight=False)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":  # `python -m dslrify.cli`, as torchrun's -m needs

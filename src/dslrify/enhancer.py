@@ -129,6 +129,7 @@ class Enhancer:
         strength: float = 1.0,
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        half: bool = False,
     ) -> None:
         if not 0.0 <= strength <= 1.0:
             raise DslrifyError(f"strength must be between 0 and 1, got {strength}")
@@ -147,6 +148,11 @@ class Enhancer:
         self.last_tile: int | None = None
         self.strength = strength
         self.max_pixels = max_pixels
+        # fp16 autocast on CUDA only: convolutions gain, while norms and reductions stay float32 under
+        # autocast's own rules. On CPU it would be slower and less exact, so it is refused there.
+        if half and self.device.type != "cuda":
+            raise DslrifyError("--half needs a CUDA device", "use --device cuda, or drop --half")
+        self.half = half
 
     # -- tensors ------------------------------------------------------------------------------
     def enhance_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +166,7 @@ class Enhancer:
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
                     y = self._run(x, tile)
                 break
             except torch.OutOfMemoryError:
