@@ -31,6 +31,15 @@ def random_unet(seed: int = 0, **args) -> EnhancementModel:
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module on one torch thread: on tiny tensors OpenMP start-up and contention dominate."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def unet() -> EnhancementModel:
     return random_unet()

@@ -19,13 +19,7 @@ from dslrify.metrics import psnr
 DPED = Path(__file__).resolve().parents[2] / "shared" / "data" / "dped"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: one thread avoids OpenMP start-up and contention costs that dominate on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TensorPairs(Dataset):

@@ -20,13 +20,7 @@ PATCHES = DATA / "dped" / "iphone" / "test_data" / "patches"
 needs_dped = pytest.mark.skipif(not PATCHES.is_dir(), reason=f"real DPED slice not found at {PATCHES}")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: one thread avoids OpenMP start-up and contention costs that dominate on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load(folder: Path, count: int) -> torch.Tensor:

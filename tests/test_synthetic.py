@@ -29,13 +29,7 @@ from dslrify.train.sampling import StepBatchSampler, TrainPatches
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # As in a DataLoader worker: on a busy machine, intra-op threads make 100x100 convolutions 100x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # as in a DataLoader worker
 
 
 def textured(h: int = 64, w: int = 64, seed: int = 0) -> torch.Tensor:
