@@ -18,7 +18,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(BIN)/python -m pip install -q -e ".[dev,onnx]"
+	$(BIN)/python -m pip install -q -e ".[dev,onnx,serve]"
 	touch $@
 
 install: $(VENV)/.installed
