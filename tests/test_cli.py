@@ -212,3 +212,12 @@ def test_phone_photo_with_orientation_xmp_and_adobe_rgb_comes_out_upright_with_a
         assert b"dc:creator" in (im.info.get("xmp") or b"")
         out_exif = im.getexif()
         assert out_exif.get(0x0112, 1) == 1 and out_exif.get(0x010F) == "PhoneMaker"
+
+
+def test_recursive_glob_mirrors_like_the_folder(photos, tmp_path):
+    from dslrify.batch import plan_jobs
+
+    by_glob = plan_jobs([str(photos / "**" / "*.jpg")], tmp_path / "o", recursive=True)
+    by_folder = [j for j in plan_jobs([str(photos)], tmp_path / "o", recursive=True) if j.src.suffix == ".jpg"]
+    assert sorted(j.dst for j in by_glob) == sorted(j.dst for j in by_folder)
+    assert (tmp_path / "o" / "sub" / "c_dslr.jpg") in {j.dst for j in by_glob}

@@ -73,7 +73,7 @@ def test_auto_tile_size_follows_free_memory(monkeypatch):
     model = random_unet()
     enhancer = Enhancer(model, device="cpu")
     monkeypatch.setattr("dslrify.enhancer.available_memory", lambda device: 1 << 40)
-    assert enhancer._choose_tile(1000, 1200) is None
+    assert enhancer._choose_tile(700, 900) is None
     monkeypatch.setattr("dslrify.enhancer.available_memory", lambda device: 400 * 1024**2)
     small = enhancer._choose_tile(4000, 6000)
     assert small is not None and small < 4000

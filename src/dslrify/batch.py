@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def collect_inputs(inputs: list[str], recursive: bool = False) -> list[tuple[Pat
             photos = [m for m in matches if m.is_file() and _is_photo(m)]
             if not photos:
                 raise PhotoError(f"{item}: the pattern matches no photos")
-            base = Path(glob.escape(item.split("*")[0])).parent if "*" in item else Path(item).parent
+            # Mirror relative to the folder part before the first wildcard: "photos/**/*.jpg" -> photos.
+            expanded = os.path.expanduser(item)
+            prefix = re.split(r"[*?\[]", expanded, maxsplit=1)[0]
+            base = Path(prefix) if prefix.endswith(("/", os.sep)) else Path(prefix).parent
             found.extend((p, base if p.is_relative_to(base) else p.parent) for p in photos)
         else:
             raise PhotoError(f"{item}: no such file or folder")

@@ -242,7 +242,8 @@ def evaluate(
         models[b] = get_baseline(b)
     for m in model:
         enhancer = Enhancer(m, device=device)
-        models[enhancer.name] = enhancer.enhance_tensor
+        label = enhancer.name if enhancer.name not in models else m  # two folders named alike stay apart
+        models[label] = enhancer.enhance_tensor
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(dataset))
         result = run_evaluation(

@@ -185,7 +185,7 @@ class Enhancer:
         share = 0.5 if self.device.type == "cuda" else 0.25
         budget = available_memory(self.device) * share
         if self.device.type == "cpu":
-            budget = min(budget, 1.5 * 1024**3)  # leaves room for the photo itself under a 2 GB peak
+            budget = min(budget, 0.75 * 1024**3)  # activations; the photo, output and codec take ~0.7 GB more
         return budget / self.model.bytes_per_pixel
 
     def _choose_tile(self, height: int, width: int) -> int | None:

@@ -41,6 +41,7 @@ class Objective(nn.Module):
                 layer=cfg.perceptual_layer, weights=cfg.perceptual_weights
             )
         self.discriminator: nn.Module | None = None
+        self.discriminator_net: nn.Module | None = None
         if cfg.adversarial > 0:
             if cfg.discriminator == "dped":
                 self.discriminator = DPEDDiscriminator(patch_size=patch_size)
@@ -54,11 +55,13 @@ class Objective(nn.Module):
     def _score(self, x: Tensor, candidate: Tensor) -> Tensor:
         """Discriminator logits that ``candidate`` is a real DSLR photo (given ``x`` when conditional)."""
         assert self.discriminator is not None
+        # Under DDP the trainer sets ``discriminator_net`` to the wrapped module so gradients are averaged.
+        net = self.discriminator_net or self.discriminator
         if isinstance(self.discriminator, DPEDDiscriminator):
-            logits = self.discriminator(losses.to_grayscale(candidate))
+            logits = net(losses.to_grayscale(candidate))
             # DPED's column 0 is "DSLR photo"; a two-class softmax is the sigmoid of the logit difference.
             return logits[:, 0] - logits[:, 1]
-        return self.discriminator(x, candidate)
+        return net(x, candidate)
 
     def generator_loss(self, x: Tensor, out: Tensor, y: Tensor) -> tuple[Tensor, dict[str, float]]:
         parts: dict[str, Tensor] = {name: fn(x, out, y) for name, (_, fn) in self.terms.items()}

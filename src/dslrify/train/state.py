@@ -88,9 +88,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def replace_dir(tmp: Path, final: Path) -> None:
     """Swap folder ``tmp`` in as ``final``: a crash at any point leaves ``final`` or ``final.old`` whole."""
     old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
     if final.exists():
+        # Only now is a stale ``.old`` (left by an earlier crash) superseded by a whole ``final``.
+        if old.exists():
+            shutil.rmtree(old)
         os.replace(final, old)
     os.replace(tmp, final)
     if old.exists():

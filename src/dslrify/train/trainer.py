@@ -168,6 +168,7 @@ class Trainer:
             if self.dist.enabled:
                 ids = [self.device.index] if self.device.type == "cuda" else None
                 self.d_net = DistributedDataParallel(self.disc, device_ids=ids)
+                self.objective.discriminator_net = self.d_net
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, until: int | None = None) -> TrainResult:
