@@ -80,11 +80,13 @@ def child_file(spec: str, photo: str, device: str) -> dict:
     from dslrify.enhancer import Enhancer
 
     enhancer = Enhancer(spec, device=device)
+    times = []
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        enhancer.enhance_file(photo, Path(tmp) / "out.jpg")
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak": _peak()}
+        for i in range(3):  # the first call pays one-off costs (codec and allocator warm-up, page cache)
+            start = time.perf_counter()
+            enhancer.enhance_file(photo, Path(tmp) / f"out{i}.jpg")
+            times.append(time.perf_counter() - start)
+    return {"seconds": min(times[1:]), "cold": times[0], "peak": _peak()}
 
 
 def child_folder(spec: str, folder: str, device: str) -> dict:
@@ -159,7 +161,7 @@ def main() -> None:
         f = run_child("file", a.fast, a.photo, a.device, threads=a.threads)
         print(
             f"{'fast, JPEG -> JPEG':<22} {mp / f['seconds']:8.2f} {f['seconds']:12.2f} {f['peak']:12.2f}"
-            "   (whole photo, decode + enhance + encode)"
+            f"   (whole photo, decode + enhance + encode; first call in a process {f['cold']:.2f} s)"
         )
         kodak = SHARED / "photos" / "kodak24"
         if kodak.is_dir():

@@ -185,3 +185,18 @@ def test_cli_corrupt_onnx_is_one_line_error(tmp_path, photo_array):
     assert len(text.splitlines()) == 1 and text.startswith("error:"), text
     assert "Traceback" not in text and "re-export" not in text and "dslrify export" in text
     assert not (tmp_path / "photo_dslr.png").exists()
+
+
+def test_fast_model_exports_with_a_thumbnail_that_follows_the_input(tmp_path):
+    from dslrify.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fast").eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    report = export_onnx(model, tmp_path / "fast.onnx", sizes=((300, 420), (97, 61)))
+    assert report.opset == 16  # 4-D GridSample
+    assert max(report.max_abs_diff.values()) <= 1e-4
+    # Sizes other than the traced ones, larger than the 256 px thumbnail on one side or both.
+    diffs = check_parity(tmp_path / "fast.onnx", model, sizes=((480, 640), (720, 1280)))
+    assert max(diffs.values()) <= 1e-4

@@ -32,6 +32,7 @@ from torch import nn
 
 from dslrify.errors import DslrifyError, ModelError
 from dslrify.models.base import EnhancementModel
+from dslrify.models.fast import FastContext, FastEnhancer
 from dslrify.models.unet import ResidualUNet
 
 INPUT_NAME = "image"
@@ -143,10 +144,31 @@ class _WholeImage(nn.Module):
         return self.model(x)
 
 
+class _FastForExport(nn.Module):
+    """``FastEnhancer.forward(x)`` with its thumbnail made by ``resize_long_side_exportable``.
+
+    ``FastEnhancer`` sizes its thumbnail with Python arithmetic (frozen by a tracer); here the thumbnail
+    follows the input, and the grid is computed from it as the model does (a thumbnail is never resized
+    again: its long side is at most ``context_size``).
+    """
+
+    def __init__(self, model: FastEnhancer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+        small = resize_long_side_exportable(x, self.model.context_size)
+        grid = self.model.compute_context(small).grid
+        return self.model(x, FastContext(grid, x.shape[-2], x.shape[-1]))
+
+
 def exportable(model: EnhancementModel) -> nn.Module:
     """The module to trace for ``model``: same inputs, outputs and (up to ~1e-7) numbers."""
     if isinstance(model, ResidualUNet):
         return _UNetForExport(model)
+    if isinstance(model, FastEnhancer):
+        return _FastForExport(model)
     return _WholeImage(model)
 
 
