@@ -218,6 +218,8 @@ def test_recursive_glob_mirrors_like_the_folder(photos, tmp_path):
     from dslrify.batch import plan_jobs
 
     by_glob = plan_jobs([str(photos / "**" / "*.jpg")], tmp_path / "o", recursive=True)
-    by_folder = [j for j in plan_jobs([str(photos)], tmp_path / "o", recursive=True) if j.src.suffix == ".jpg"]
+    by_folder = [
+        j for j in plan_jobs([str(photos)], tmp_path / "o", recursive=True) if j.src.suffix == ".jpg"
+    ]
     assert sorted(j.dst for j in by_glob) == sorted(j.dst for j in by_folder)
     assert (tmp_path / "o" / "sub" / "c_dslr.jpg") in {j.dst for j in by_glob}
