@@ -1,11 +1,6 @@
 #!/usr/bin/env bash
 # Device call 2: cross-validate candidate recipes for `default` (3 folds each, in parallel on one GPU).
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-mkdir -p ../shared && ln -sfn "$PWD/.gpudata" ../shared/data
-D="python3 -m dslrify.cli"
-$D import-ppcn ../shared/data/ppcn-checkpoints/teacher.ckpt -o runs/ppcn-teacher
-$D import-dped ../shared/data/dped-checkpoints/iphone_orig -o runs/dped-iphone
+source scripts/gpu_env.sh
 G="--set run.device=cuda --set data.workers=2 --set run.checkpoint_every=100000"
 cv() { local name=$1; shift; $D cv "$@" $G --folds 3 -o runs/cv-$name > runs/cv-$name.log 2>&1; echo "$name done $(date +%T)"; }
 cv A configs/paper.yaml --set run.max_steps=800 --set run.batch_size=32 --set run.val_every=100 &

@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # Device call 4: train the shipped `default` (recipe H) and `fast` models, cross-validate two fast recipes,
 # and measure the CUDA speed table.
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-mkdir -p ../shared && ln -sfn "$PWD/.gpudata" ../shared/data
-D="python3 -m dslrify.cli"
-$D import-ppcn ../shared/data/ppcn-checkpoints/teacher.ckpt -o runs/ppcn-teacher
+source scripts/gpu_env.sh
 G="--set run.device=cuda --set data.workers=3"
 PAIRS="--set data.teacher=null --set data.unpaired_root=null --set data.teacher_on_pairs=0"
 FAST="--set run.max_steps=1500 --set run.batch_size=16 --set run.val_every=100"
