@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
 from dslrify.models import EnhancementModel
@@ -230,10 +231,6 @@ class Enhancer:
         if isinstance(image, np.ndarray):
             photo, dtype = from_array(image)
             return to_array(photo, self.enhance_tensor(photo.pixels), dtype)  # type: ignore[return-value]
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover - Pillow is a dependency
-            raise
         if isinstance(image, Image.Image):
             photo = from_pil(image)
             return to_pil(photo, self.enhance_tensor(photo.pixels))  # type: ignore[return-value]
