@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dslrify.errors import ModelError
+from dslrify.files import atomic_path
 from dslrify.models import EnhancementModel, build_model
 
 WEIGHTS_FILE = "model.safetensors"
@@ -51,10 +51,13 @@ def save_checkpoint(
         "training": training or {},
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(out / WEIGHTS_FILE, lambda p: save_file(state, p))
-    _atomic(out / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
+    with atomic_path(out / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
     if extra_tensors:
-        _atomic(out / "state.safetensors", lambda p: save_file(extra_tensors, p))
+        with atomic_path(out / "state.safetensors") as tmp:
+            save_file(extra_tensors, str(tmp))
     return out
 
 
@@ -98,18 +101,3 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[EnhancementModel, dic
         ) from e
     model.eval()
     return model, config
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is shared like any file
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

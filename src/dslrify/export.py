@@ -17,7 +17,6 @@ import copy
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dslrify.errors import DslrifyError, ModelError
+from dslrify.files import atomic_path
 from dslrify.models.base import EnhancementModel
 from dslrify.models.fast import FastContext, FastEnhancer
 from dslrify.models.unet import ResidualUNet
@@ -353,9 +353,8 @@ def export_onnx(
     candidates = [opset] if opset is not None else list(range(MIN_OPSET, MAX_OPSET + 1))
     rejected: dict[int, str] = {}
 
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp_path:
+        tmp = str(tmp_path)
         skip_below = 0
         for version in candidates:
             if version < skip_below:
@@ -387,22 +386,16 @@ def export_onnx(
                     "the model's forward pass probably depends on Python arithmetic on the image size, "
                     "which tracing freezes; give it an export-friendly form in dslrify.export.exportable",
                 )
-            # mkstemp made the file private (0600); give it the permissions any new file would get.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, out)
+            # Returning leaves the block, which renames the checked file onto ``out``.
             return ExportReport(out, version, architecture, tuple(sizes), diffs, tolerance, rejected)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-    if opset is not None:
-        raise ModelError(
-            f"cannot export {label} at opset {opset}: {rejected[opset]}",
-            "omit --opset to use the lowest opset that works",
-        )
-    reasons = "; ".join(f"opset {v}: {r}" for v, r in rejected.items())
-    raise ModelError(f"cannot export {label} to ONNX at any opset {MIN_OPSET}-{MAX_OPSET}", reasons[:600])
+        # No opset worked: raise inside the block, so the temporary file is removed, not renamed.
+        if opset is not None:
+            raise ModelError(
+                f"cannot export {label} at opset {opset}: {rejected[opset]}",
+                "omit --opset to use the lowest opset that works",
+            )
+        reasons = "; ".join(f"opset {v}: {r}" for v, r in rejected.items())
+        raise ModelError(f"cannot export {label} to ONNX at any opset {MIN_OPSET}-{MAX_OPSET}", reasons[:600])
 
 
 # -- running an exported file --------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import functools
 import io
 import os
 import re
-import secrets
 import struct
 import threading
 import zlib
@@ -46,6 +45,7 @@ import torch
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from dslrify.errors import PhotoError
+from dslrify.files import atomic_path
 
 DEFAULT_MAX_PIXELS = 200_000_000
 SUPPORTED_EXTENSIONS: dict[str, str] = {
@@ -493,19 +493,10 @@ def _quantize(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write`` on a temporary file next to ``path``, then rename it onto ``path``."""
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    """Run ``write`` on a temporary file next to ``path``, then rename it onto ``path`` (atomic_path)."""
     try:
-        f = open(tmp, "xb")  # noqa: SIM115 ("x": never clobbers; mode 0o666 less the umask)
-        try:
-            with f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            write(f)
     except OSError as e:
         reason = {
             FileNotFoundError: f"folder {path.parent} does not exist",
