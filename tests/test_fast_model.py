@@ -107,9 +107,10 @@ def test_tiles_with_the_whole_context_match_the_whole_image(residual: bool, monk
     with torch.inference_mode():
         ctx = model.compute_context(x)
         whole = model(x, ctx)
-        # Row chunks (the full-resolution loop) change nothing, residual halos included.
+        # Row chunks (the full-resolution loop) change nothing, residual halos included. Not bit-exact:
+        # the y-interpolation matmul has another shape per chunk, so BLAS may sum in another order.
         monkeypatch.setattr(fast, "CHUNK_PIXELS", 7 * 230)
-        assert torch.equal(model(x, ctx), whole)
+        assert float((model(x, ctx) - whole).abs().max()) < 1e-6
         for y0, y1, x0, x1 in [(0, 64, 0, 80), (37, 150, 101, 230), (50, 51, 3, 200)]:
             tile = model(x[:, :, y0:y1, x0:x1], ctx, origin=(y0, x0))
             # With a residual, only pixels at least ``margin`` from a cut (not an image border) must agree.
