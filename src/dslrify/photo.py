@@ -465,6 +465,8 @@ def _compose(photo: Photo, pixels: torch.Tensor | None, dtype: np.dtype, keep_al
         # Rec.601 luma (as PIL's convert("L")) written as g + wr (r - g) + wb (b - g): exactly g for gray
         r, g, b = x
         out = _quantize(g + np.float32(0.299) * (r - g) + np.float32(0.114) * (b - g), dtype)
+    elif dtype == np.uint8:
+        out = _quantize_rgb8(px.detach()[0].to("cpu", torch.float32))
     else:
         out = _quantize(x, dtype).transpose(1, 2, 0)  # (H, W, 3) view; copied once below
     if keep_alpha and photo.alpha is not None:
@@ -480,6 +482,18 @@ def _compose(photo: Photo, pixels: torch.Tensor | None, dtype: np.dtype, keep_al
             alpha = _quantize(unit, dtype)
         return np.dstack([out, alpha])
     return np.ascontiguousarray(out)
+
+
+def _quantize_rgb8(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8: the same numbers as ``_quantize``, in torch.
+
+    The common 8-bit case runs on torch's threads (numpy's clip/rint/astype use one core): at 12 MP it
+    is the largest cost of writing a JPEG after the encoder itself.
+    """
+    q = x.clamp(0, 1).mul_(255).round_()  # round half to even, like np.rint
+    out = torch.empty((x.shape[1], x.shape[2], 3), dtype=torch.uint8)
+    out.copy_(q.permute(1, 2, 0))  # dtype and layout in one pass
+    return out.numpy()
 
 
 def _quantize(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
