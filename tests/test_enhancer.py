@@ -131,7 +131,7 @@ def test_fast_model_tiles_match_the_whole_photo():
     from dslrify.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("fast").eval()
+    model = build_model("bilateral").eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
     x = torch.rand(1, 3, 150, 230)

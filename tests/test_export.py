@@ -187,16 +187,30 @@ def test_cli_corrupt_onnx_is_one_line_error(tmp_path, photo_array):
     assert not (tmp_path / "photo_dslr.png").exists()
 
 
-def test_fast_model_exports_with_a_thumbnail_that_follows_the_input(tmp_path):
+def test_bilateral_model_exports_with_a_thumbnail_that_follows_the_input(tmp_path):
     from dslrify.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("fast").eval()
+    model = build_model("bilateral").eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    report = export_onnx(model, tmp_path / "fast.onnx", sizes=((300, 420), (97, 61)))
+    report = export_onnx(model, tmp_path / "bilateral.onnx", sizes=((300, 420), (97, 61)))
     assert report.opset == 16  # 4-D GridSample
     assert max(report.max_abs_diff.values()) <= 1e-4
     # Sizes other than the traced ones, larger than the 256 px thumbnail on one side or both.
-    diffs = check_parity(tmp_path / "fast.onnx", model, sizes=((480, 640), (720, 1280)))
+    diffs = check_parity(tmp_path / "bilateral.onnx", model, sizes=((480, 640), (720, 1280)))
     assert max(diffs.values()) <= 1e-4
+
+
+def test_shipped_fast_model_exports_and_matches_at_640x480_and_1280x720(tmp_path):
+    """The guided filter's ONNX graph (thumbnail, base network, adjugate solve, GridSample) vs PyTorch,
+    through the large-photo inference path that the Enhancer uses."""
+    from dslrify.zoo import load_model
+
+    model = load_model("fast")
+    report = export_onnx(model, tmp_path / "fast.onnx")  # default check sizes: 640x480 and 1280x720
+    assert report.opset == 16  # 4-D GridSample
+    assert set(report.max_abs_diff) == {(480, 640), (720, 1280)}
+    assert max(report.max_abs_diff.values()) <= 1e-4
+    # Below the thumbnail size the graph resamples too (PyTorch takes its no-resampling shortcut).
+    assert max(check_parity(tmp_path / "fast.onnx", model, sizes=((100, 100),)).values()) <= 1e-4

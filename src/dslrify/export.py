@@ -32,7 +32,8 @@ from torch import nn
 from dslrify.errors import DslrifyError, ModelError
 from dslrify.files import atomic_path
 from dslrify.models.base import EnhancementModel
-from dslrify.models.fast import FastContext, FastEnhancer
+from dslrify.models.bilateral import BilateralGridEnhancer, GridContext
+from dslrify.models.guided import GuidedContext, GuidedEnhancer
 from dslrify.models.unet import ResidualUNet
 
 INPUT_NAME = "image"
@@ -144,15 +145,15 @@ class _WholeImage(nn.Module):
         return self.model(x)
 
 
-class _FastForExport(nn.Module):
-    """``FastEnhancer.forward(x)`` with its thumbnail made by ``resize_long_side_exportable``.
+class _BilateralForExport(nn.Module):
+    """``BilateralGridEnhancer.forward(x)`` with its thumbnail made by ``resize_long_side_exportable``.
 
-    ``FastEnhancer`` sizes its thumbnail with Python arithmetic (frozen by a tracer); here the thumbnail
-    follows the input, and the grid is computed from it as the model does (a thumbnail is never resized
-    again: its long side is at most ``context_size``).
+    ``BilateralGridEnhancer`` sizes its thumbnail with Python arithmetic (frozen by a tracer); here
+    the thumbnail follows the input, and the grid is computed from it as the model does (a thumbnail is
+    never resized again: its long side is at most ``context_size``).
     """
 
-    def __init__(self, model: FastEnhancer) -> None:
+    def __init__(self, model: BilateralGridEnhancer) -> None:
         super().__init__()
         self.model = model
 
@@ -160,15 +161,35 @@ class _FastForExport(nn.Module):
         """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
         small = resize_long_side_exportable(x, self.model.context_size)
         grid = self.model.compute_context(small).grid
-        return self.model(x, FastContext(grid, x.shape[-2], x.shape[-1]))
+        return self.model(x, GridContext(grid, x.shape[-2], x.shape[-1]))
+
+
+class _GuidedForExport(nn.Module):
+    """``GuidedEnhancer.forward(x)`` with its thumbnail made by ``resize_long_side_exportable``.
+
+    As for the bilateral grid: the thumbnail follows the input, the base network and the guided filter
+    run on it as in the model, and the coefficients are resampled with GridSample at full resolution.
+    """
+
+    def __init__(self, model: GuidedEnhancer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+        small = resize_long_side_exportable(x, self.model.context_size)
+        coef = self.model.compute_context(small).coef
+        return self.model(x, GuidedContext(coef, x.shape[-2], x.shape[-1]))
 
 
 def exportable(model: EnhancementModel) -> nn.Module:
     """The module to trace for ``model``: same inputs, outputs and (up to ~1e-7) numbers."""
     if isinstance(model, ResidualUNet):
         return _UNetForExport(model)
-    if isinstance(model, FastEnhancer):
-        return _FastForExport(model)
+    if isinstance(model, BilateralGridEnhancer):
+        return _BilateralForExport(model)
+    if isinstance(model, GuidedEnhancer):
+        return _GuidedForExport(model)
     return _WholeImage(model)
 
 

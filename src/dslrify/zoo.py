@@ -55,12 +55,13 @@ MODELS: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             name="fast",
-            architecture="fast",
-            args={},
+            architecture="guided",
+            args={"base": "ppcn-teacher", "context_size": 384, "radius": 4},
             weights="fast",
-            description="HDRNet-style bilateral grid from a thumbnail + tiny detail conv (~1 s per 12 MP)",
-            training_data="198 DPED training patches + 100 phone photos labelled by PPCN's teacher",
-            licence="code MIT; weights: DPED data and PPCN-teacher labels: non-commercial research use",
+            description="default's recipe, its network on a <=384 px thumbnail + guided filter (0.4 s/12 MP)",
+            training_data="DPED iPhone -> Canon (full DPED via PPCN's release) + 198 DPED training patches",
+            licence="code MIT; weights derived from PPCN (Zheng222/PPCN, no licence file) and DPED data: "
+            "non-commercial research use",
             card="docs/models/fast.md",
         ),
         ZooEntry(

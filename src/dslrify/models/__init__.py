@@ -11,9 +11,10 @@ from torch import nn
 
 from dslrify.errors import ModelError
 from dslrify.models.base import ContextInstanceNorm, EnhancementModel
+from dslrify.models.bilateral import BilateralGridEnhancer
 from dslrify.models.discriminator import PatchDiscriminator
 from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator
-from dslrify.models.fast import FastEnhancer
+from dslrify.models.guided import GuidedEnhancer
 from dslrify.models.ppcn import PPCNStudent, PPCNTeacher
 from dslrify.models.unet import ResidualUNet
 
@@ -25,7 +26,8 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "ppcn-teacher": PPCNTeacher,
     "ppcn-student": PPCNStudent,
     "patchgan": PatchDiscriminator,
-    "fast": FastEnhancer,
+    "bilateral": BilateralGridEnhancer,
+    "guided": GuidedEnhancer,
 }
 
 

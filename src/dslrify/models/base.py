@@ -72,6 +72,14 @@ class EnhancementModel(nn.Module):
     # True when forward also needs a tile's position in the photo: forward(tile, context, origin=(y0, x0)).
     tile_origin: ClassVar[bool] = False
 
+    def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
+        """Take the weights of a trained checkpoint of another architecture (``model.init``).
+
+        ``config`` is that checkpoint's ``config.json``. Returns False when it does not fit; only wrapper
+        architectures (a network inside, such as ``guided``) accept one.
+        """
+        return False
+
     @property
     def uses_global_context(self) -> bool:
         """True when the output depends on whole-image statistics (tiles need a shared context)."""

@@ -124,12 +124,17 @@ class Trainer:
         m = self.cfg.model
         if m.init:
             model, config, _ = resolve_model(m.init)
-            if config["architecture"] != m.architecture:
-                raise DslrifyError(
-                    f"model.init {m.init} is a {config['architecture']!r}, not {m.architecture!r}",
-                    "set model.architecture (and model.args) to match it",
-                )
             self.model_args = config["args"]
+            if config["architecture"] != m.architecture:
+                # A wrapper architecture (``guided``) may start from a checkpoint of the network it wraps.
+                wrapper, self.model_args = build_model(m.architecture, m.args), dict(m.args)
+                if not (isinstance(wrapper, EnhancementModel) and wrapper.init_from(model, config)):
+                    raise DslrifyError(
+                        f"model.init {m.init} is a {config['architecture']!r} with args {config['args']}, "
+                        f"which {m.architecture!r} with args {m.args} cannot start from",
+                        "set model.architecture (and model.args) to match it",
+                    )
+                model = wrapper
         else:
             model, self.model_args = build_model(m.architecture, m.args), dict(m.args)
         if not isinstance(model, EnhancementModel):

@@ -10,16 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from dslrify.enhancer import Enhancer
-from dslrify.models import build_model, fast
-from dslrify.models.fast import FastEnhancer, cell_coords, slice_grid_3d
+from dslrify.models import bilateral, build_model
+from dslrify.models.bilateral import BilateralGridEnhancer, cell_coords, slice_grid_3d
 
 PARAMS = {False: 208_239, True: 208_682}
 
 
-def random_fast(residual: bool = False, seed: int = 0, **args) -> FastEnhancer:
+def random_grid(residual: bool = False, seed: int = 0, **args) -> BilateralGridEnhancer:
     """Every weight perturbed, so that the grid varies over space and tone and the residual is on."""
     torch.manual_seed(seed)
-    model = FastEnhancer(residual=residual, **args)
+    model = BilateralGridEnhancer(residual=residual, **args)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -35,12 +35,12 @@ def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("residual", [False, True])
 def test_registered_with_parameter_count(residual: bool) -> None:
-    model = build_model("fast", {"residual": residual})
-    assert isinstance(model, FastEnhancer)
+    model = build_model("bilateral", {"residual": residual})
+    assert isinstance(model, BilateralGridEnhancer)
     assert sum(p.numel() for p in model.parameters()) == PARAMS[residual]
     assert model.receptive_field == (2 if residual else 0)
     assert model.uses_global_context and model.context_from_thumbnail and model.size_multiple == 1
-    assert FastEnhancer().residual  # the default: its cost fits the 12 MP budget
+    assert BilateralGridEnhancer().residual  # the default: its cost fits the 12 MP budget
 
 
 @pytest.mark.parametrize("shape", [(1, 100, 100), (2, 37, 53), (1, 1, 1), (1, 7, 300), (1, 301, 517)])
@@ -49,11 +49,11 @@ def test_shapes_and_range(shape: tuple[int, int, int], residual: bool) -> None:
     n, h, w = shape
     x = torch.rand(n, 3, h, w)
     with torch.no_grad():
-        y = random_fast(residual)(x)
+        y = random_grid(residual)(x)
     assert y.shape == x.shape
     assert float(y.min()) >= 0 and float(y.max()) <= 1
     assert not torch.equal(y, x)  # the perturbed model does something
-    ctx = random_fast(residual).compute_context(x)
+    ctx = random_grid(residual).compute_context(x)
     assert ctx.grid.shape == (n, 12, 8, 16, 16) and (ctx.height, ctx.width) == (h, w)
 
 
@@ -61,13 +61,13 @@ def test_shapes_and_range(shape: tuple[int, int, int], residual: bool) -> None:
 def test_untrained_model_is_the_identity(residual: bool) -> None:
     x = torch.rand(2, 3, 61, 90)
     with torch.no_grad():
-        y = FastEnhancer(residual=residual)(x)
+        y = BilateralGridEnhancer(residual=residual)(x)
     assert float((y - x).abs().max()) < 1e-6
 
 
 @pytest.mark.parametrize("residual", [False, True])
 def test_gradients_reach_every_parameter(residual: bool) -> None:
-    model = random_fast(residual).train()
+    model = random_grid(residual).train()
     x = torch.rand(2, 3, 40, 56, requires_grad=True)
     model(x).square().mean().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
@@ -77,14 +77,14 @@ def test_gradients_reach_every_parameter(residual: bool) -> None:
 
 
 def test_explicit_context_equals_own_context() -> None:
-    model = random_fast(residual=True)
+    model = random_grid(residual=True)
     x = torch.rand(2, 3, 45, 77)
     with torch.no_grad():
         assert torch.equal(model(x, model.compute_context(x)), model(x))
 
 
 def test_fast_slicing_matches_trilinear_grid_sample() -> None:
-    model = random_fast()
+    model = random_grid()
     x = torch.rand(2, 3, 33, 47)
     with torch.no_grad():
         ctx = model.compute_context(x)
@@ -101,7 +101,7 @@ def test_fast_slicing_matches_trilinear_grid_sample() -> None:
 
 @pytest.mark.parametrize("residual", [False, True])
 def test_tiles_with_the_whole_context_match_the_whole_image(residual: bool, monkeypatch) -> None:
-    model = random_fast(residual)
+    model = random_grid(residual)
     x = torch.rand(1, 3, 150, 230)
     margin = model.receptive_field
     with torch.inference_mode():
@@ -109,7 +109,7 @@ def test_tiles_with_the_whole_context_match_the_whole_image(residual: bool, monk
         whole = model(x, ctx)
         # Row chunks (the full-resolution loop) change nothing, residual halos included. Not bit-exact:
         # the y-interpolation matmul has another shape per chunk, so BLAS may sum in another order.
-        monkeypatch.setattr(fast, "CHUNK_PIXELS", 7 * 230)
+        monkeypatch.setattr(bilateral, "CHUNK_PIXELS", 7 * 230)
         assert float((model(x, ctx) - whole).abs().max()) < 1e-6
         for y0, y1, x0, x1 in [(0, 64, 0, 80), (37, 150, 101, 230), (50, 51, 3, 200)]:
             tile = model(x[:, :, y0:y1, x0:x1], ctx, origin=(y0, x0))
@@ -126,10 +126,10 @@ def test_tiles_with_the_whole_context_match_the_whole_image(residual: bool, monk
 
 
 def test_receptive_field_is_what_it_declares() -> None:
-    model = random_fast(residual=True).train()
+    model = random_grid(residual=True).train()
     x = torch.rand(1, 3, 21, 21)
     ctx = model.compute_context(x)
-    ctx = fast.FastContext(ctx.grid.detach(), 21, 21)
+    ctx = bilateral.GridContext(ctx.grid.detach(), 21, 21)
     x.requires_grad_(True)
     model(x, ctx)[0, :, 10, 10].sum().backward()
     rows, cols = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero(as_tuple=True)
@@ -146,7 +146,7 @@ def test_learns_a_per_image_exposure_and_gamma() -> None:
         return (x * gain).clamp(0, 1) ** 0.6
 
     torch.manual_seed(0)
-    model = FastEnhancer()
+    model = BilateralGridEnhancer()
     x = smooth_images(8, 48, seed=0)
     y = target(x)
     held_out = smooth_images(8, 48, seed=1)
@@ -165,5 +165,5 @@ def test_learns_a_per_image_exposure_and_gamma() -> None:
 
 def test_enhancer_runs_it_whole() -> None:
     x = torch.rand(1, 3, 64, 96)
-    y = Enhancer(random_fast(), device="cpu", tile=0).enhance_tensor(x)
+    y = Enhancer(random_grid(), device="cpu", tile=0).enhance_tensor(x)
     assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1

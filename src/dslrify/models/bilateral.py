@@ -1,4 +1,4 @@
-"""A fast model: a bilateral grid of colour transforms predicted from a thumbnail (HDRNet-style).
+"""The `bilateral` architecture: a bilateral grid of colour transforms predicted from a thumbnail (HDRNet).
 
 Gharbi et al., "Deep Bilateral Learning for Real-Time Image Enhancement" (SIGGRAPH 2017), adapted:
 
@@ -15,7 +15,7 @@ Gharbi et al., "Deep Bilateral Learning for Real-Time Image Enhancement" (SIGGRA
   guide, the mean intensity, into the middle bins).
 - **Residual** (``residual=True``, the default): a 3->8->3 3x3 conv on the input adds local detail
   (sharpening, noise) that no pointwise transform can; its output conv starts at zero. Receptive field
-  2 px. At 12 MP it adds ~0.3 s to ~0.5 s (``benchmarks/fast_model_speed.py``): within the budget.
+  2 px. At 12 MP it adds ~0.3 s to ~0.5 s (``benchmarks/bilateral_speed.py``): within the budget.
 
 Untrained, the model is the identity. Forward on 2 CPU threads, 12.2 MP: about 0.8 s (0.5 s without the
 residual), peak memory the output plus ~35 MB. PyTorch's CPU ``grid_sample`` on 5-D input is scalar and
@@ -47,7 +47,7 @@ from dslrify.models.unet import resize_long_side
 CHUNK_PIXELS = 1 << 17  # ~131k pixels per row chunk: a 12-channel float chunk (6 MB) stays in L2/L3
 
 
-class FastContext(NamedTuple):
+class GridContext(NamedTuple):
     """Whole-photo context: the bilateral grid (N, 12, D, Gh, Gw) and the photo's full (height, width)."""
 
     grid: torch.Tensor
@@ -85,7 +85,7 @@ def slice_grid_3d(grid: torch.Tensor, tone: torch.Tensor, rows: torch.Tensor, co
     return F.grid_sample(grid, sample, mode="bilinear", padding_mode="border", align_corners=True)[:, :, 0]
 
 
-class FastEnhancer(EnhancementModel):
+class BilateralGridEnhancer(EnhancementModel):
     """Thumbnail network -> bilateral grid of affine colour transforms, sliced at full resolution.
 
     ``x`` (N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1], any H, W. Untrained, it is the identity.
@@ -95,7 +95,7 @@ class FastEnhancer(EnhancementModel):
 
     context_from_thumbnail = True
     size_multiple = 1
-    # Measured at 12.2 MP (benchmarks/fast_model_speed.py): ~16 B/px above the input, the float32 output
+    # Measured at 12.2 MP (benchmarks/bilateral_speed.py): ~16 B/px above the input, the float32 output
     # (12 B/px) plus chunk temporaries; margin for smaller photos. A single-chunk run (autograd,
     # tracing/ONNX) needs ~65 B/px.
     bytes_per_pixel = 24
@@ -154,7 +154,7 @@ class FastEnhancer(EnhancementModel):
         return True
 
     # -- low resolution ------------------------------------------------------------------------
-    def compute_context(self, x: torch.Tensor) -> FastContext:
+    def compute_context(self, x: torch.Tensor) -> GridContext:
         """(N, 3, H, W) whole photo -> its bilateral grid from a <= ``context_size`` px copy, and H, W."""
         small = resize_long_side(x, self.context_size)
         f = self.splat(small)
@@ -167,7 +167,7 @@ class FastEnhancer(EnhancementModel):
         fused = F.leaky_relu(self.local(f) + g[:, :, None, None], 0.2)
         n = x.shape[0]
         grid = self.to_grid(fused).view(n, 12, self.grid_depth, self.grid_size, self.grid_size)
-        return FastContext(grid + self.identity, x.shape[-2], x.shape[-1])
+        return GridContext(grid + self.identity, x.shape[-2], x.shape[-1])
 
     # -- full resolution -----------------------------------------------------------------------
     def _guide_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -199,7 +199,7 @@ class FastEnhancer(EnhancementModel):
         )
 
     def _slice_rows(
-        self, x: torch.Tensor, ctx: FastContext, grid_rows: torch.Tensor, oy: int, ox: int
+        self, x: torch.Tensor, ctx: GridContext, grid_rows: torch.Tensor, oy: int, ox: int
     ) -> torch.Tensor:
         """Rows of the photo ``x`` (N, 3, r, W) starting at (oy, ox) -> coefficients (N, r, 3, 4, W).
 
@@ -220,7 +220,7 @@ class FastEnhancer(EnhancementModel):
     def _rows(
         self,
         x: torch.Tensor,
-        ctx: FastContext,
+        ctx: GridContext,
         grid_rows: torch.Tensor,
         r0: int,
         r1: int,
@@ -245,7 +245,7 @@ class FastEnhancer(EnhancementModel):
         return y.clamp_(0, 1).transpose(1, 2)
 
     def forward(
-        self, x: torch.Tensor, context: FastContext | None = None, origin: tuple[int, int] | None = None
+        self, x: torch.Tensor, context: GridContext | None = None, origin: tuple[int, int] | None = None
     ) -> torch.Tensor:
         """(N, 3, H, W) -> (N, 3, H, W). ``x`` may be a tile at ``origin`` (y, x) of the context's photo."""
         ctx = self.compute_context(x) if context is None else context

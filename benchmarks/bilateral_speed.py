@@ -1,4 +1,4 @@
-"""Forward time and peak memory of the ``fast`` model on a 12.2 MP photo (2848x4272), CPU.
+"""Forward time and peak memory of the `bilateral` architecture on a 12.2 MP photo (2848x4272), CPU.
 
 Each configuration runs in its own process (random input, ``torch.inference_mode``, the given thread
 count) so that its peak RSS is its own: ``peak`` is the process's peak RSS, ``+fwd`` the part above the
@@ -13,7 +13,7 @@ RSS with the input allocated (model, grid, output and temporaries). Times are th
 - ``slice 5-D``: ``slice_grid_3d`` (PyTorch's trilinear ``grid_sample``) per chunk / on the whole image.
 - ``slice gather``: 4 ``index_select`` lookups of 12-vectors per pixel in the row-interpolated grid.
 
-    python benchmarks/fast_model_speed.py [--threads 2] [--repeats 5] [--only final,no residual]
+    python benchmarks/bilateral_speed.py [--threads 2] [--repeats 5] [--only final,no residual]
 
 The machine may be shared: with other processes busy, OpenMP's two threads wait on each other at every
 op, so compare rows from one run, repeat, and look at ``cpu`` as well as ``wall``.
@@ -52,12 +52,12 @@ def _patch(config: str, model) -> None:
     """Swap in the alternative that ``config`` names (only ever in this child process)."""
     import torch
 
-    from dslrify.models import fast
+    from dslrify.models import bilateral
 
     if config.startswith("chunk"):
-        fast.CHUNK_PIXELS = 1 << 40 if config.endswith("whole") else int(config.split()[1])
+        bilateral.CHUNK_PIXELS = 1 << 40 if config.endswith("whole") else int(config.split()[1])
     if config == "slice 5-D whole":
-        fast.CHUNK_PIXELS = 1 << 40
+        bilateral.CHUNK_PIXELS = 1 << 40
     if config == "residual nchw":
 
         class Nchw(torch.nn.Sequential):
@@ -68,18 +68,18 @@ def _patch(config: str, model) -> None:
 
     def slice_5d(self, x, ctx, grid_rows, oy, ox):
         n, _, r, w = x.shape
-        rows = fast.cell_coords(oy, r, ctx.height, self.grid_size, x.device)
-        cols = fast.cell_coords(ox, w, ctx.width, self.grid_size, x.device)
-        coef = fast.slice_grid_3d(ctx.grid, self.tone(x), rows, cols)  # (N, 12, r, W)
+        rows = bilateral.cell_coords(oy, r, ctx.height, self.grid_size, x.device)
+        cols = bilateral.cell_coords(ox, w, ctx.width, self.grid_size, x.device)
+        coef = bilateral.slice_grid_3d(ctx.grid, self.tone(x), rows, cols)  # (N, 12, r, W)
         return coef.view(n, 3, 4, r, w).permute(0, 3, 1, 2, 4)
 
     def slice_gather(self, x, ctx, grid_rows, oy, ox):
         n, _, r, w = x.shape
         d, gs = self.grid_depth, self.grid_size
-        wy = fast.hat_weights(fast.cell_coords(oy, r, ctx.height, gs, x.device), gs)
+        wy = bilateral.hat_weights(bilateral.cell_coords(oy, r, ctx.height, gs, x.device), gs)
         # (N*r*D*Gw, 12) table: the 12 coefficients of each (row, bin, column) contiguous.
         table = torch.matmul(wy, grid_rows).view(n * r, 12, d, gs).permute(0, 2, 3, 1).reshape(-1, 12)
-        cx = fast.cell_coords(ox, w, ctx.width, gs, x.device).clamp(0, gs - 1)
+        cx = bilateral.cell_coords(ox, w, ctx.width, gs, x.device).clamp(0, gs - 1)
         x0 = cx.floor().clamp(max=gs - 2)
         fx = (cx - x0).view(1, 1, w, 1)
         cz = ((self.tone(x) + 1) * ((d - 1) / 2)).clamp(0, d - 1)
@@ -95,20 +95,20 @@ def _patch(config: str, model) -> None:
         return torch.lerp(lo, hi, fz).view(n, r, w, 3, 4).permute(0, 1, 3, 4, 2)
 
     if config.startswith("slice 5-D"):
-        fast.FastEnhancer._slice_rows = slice_5d
+        bilateral.BilateralGridEnhancer._slice_rows = slice_5d
     if config == "slice gather":
-        fast.FastEnhancer._slice_rows = slice_gather
+        bilateral.BilateralGridEnhancer._slice_rows = slice_gather
 
 
 def child(config: str, threads: int, repeats: int) -> None:
     """Runs in the subprocess: prints one JSON line with median wall/CPU seconds and memory."""
     import torch
 
-    from dslrify.models.fast import FastEnhancer
+    from dslrify.models.bilateral import BilateralGridEnhancer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = FastEnhancer(residual=config in ("final", "residual nchw")).eval()
+    model = BilateralGridEnhancer(residual=config in ("final", "residual nchw")).eval()
     with torch.no_grad():  # a non-identity grid and guide, as after training
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -148,7 +148,7 @@ def main() -> None:
     if a.child:
         child(a.child, a.threads, a.repeats)
         return
-    print(f"fast model forward, {W}x{H} ({H * W / 1e6:.1f} MP), {a.threads} threads, median of {a.repeats}")
+    print(f"bilateral forward, {W}x{H} ({H * W / 1e6:.1f} MP), {a.threads} threads, median of {a.repeats}")
     heads = ("wall s", 7), ("min s", 6), ("cpu s", 6), ("peak GB", 8), ("+fwd GB", 8), ("B/px", 5)
     print(f"{'configuration':<16} " + " ".join(f"{name:>{width}}" for name, width in heads))
     for config in a.only.split(","):
