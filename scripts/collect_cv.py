@@ -4,6 +4,7 @@ Adds, for every fold, the untrained reference models (identity, DPED's and PPCN'
 scored on the same held-out pairs, so each candidate is compared pair for pair with what it must beat.
 
     python scripts/collect_cv.py runs/gpu2/runs runs/gpu3/runs --dped runs/dped-iphone --ppcn runs/ppcn-teacher
+    python scripts/collect_cv.py runs --merge --shipped default=H paper=A fast=fast-guided   # add runs/cv-*
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ CANDIDATES = {
     "Adam 1e-4, 400 steps",
     "H-seed1": "H with seed 1 (other folds, other sampling)",
     "H-seed2": "H with seed 2 (other folds, other sampling)",
-    "fastD": "`fast` architecture, distilled like D (75 % unpaired, blend 0.5), 1500 steps, batch 16",
-    "fastP": "`fast` architecture on the real pairs only, 1500 steps, batch 16",
+    "fastD": "`bilateral` architecture (HDRNet-style grid, the first `fast` model), distilled like D "
+    "(75 % unpaired, blend 0.5), 1500 steps, batch 16",
+    "fastP": "`bilateral` architecture on the real pairs only, 1500 steps, batch 16",
+    "fast-guided": "`guided` architecture (PPCN teacher on a <=384 px thumbnail + colour guided filter), "
+    "recipe H trained end to end through the filter, 200 steps (configs/fast.yaml)",
 }
 
 
@@ -65,6 +69,9 @@ def main() -> None:
     ap.add_argument("--ppcn", default="runs/ppcn-teacher")
     ap.add_argument("-o", "--out", type=Path, default=Path("docs/models"))
     ap.add_argument("--shipped", nargs="*", default=["default=H", "paper=A"], help="MODEL=CANDIDATE")
+    ap.add_argument(
+        "--merge", action="store_true", help="keep the candidates already in OUT/cv-results.json, add these"
+    )
     a = ap.parse_args()
     torch.set_num_threads(2)
     refs = fold_references(a.dped, a.ppcn)
@@ -83,6 +90,10 @@ def main() -> None:
             "psnr_mean": statistics.fmean(psnr),
             "ssim_mean": statistics.fmean(ssim),
         }
+    if a.merge:
+        table["candidates"] = json.loads((a.out / "cv-results.json").read_text())["candidates"]
+        for name, entry in table["candidates"].items():
+            entry["recipe"] = CANDIDATES.get(name, entry["recipe"])
     refs_by_seed = {0: refs}
     for root in a.roots:
         for cv_json in sorted(root.glob("cv-*/cv.json")):

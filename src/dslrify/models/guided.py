@@ -21,8 +21,8 @@ pixel-level processing (denoising, sharpening), which a 256 px thumbnail cannot 
 Tiling: the output is pointwise given the context, but a pixel's coefficients depend on its position in
 the *whole* photo, so a tile must be given its ``origin`` (as for ``BilateralGridEnhancer``).
 Everything is differentiable: ``dslrify train`` can fine-tune the base network through the filter.
-ONNX: the base network, AveragePool, Pad (edge), elementwise ops and GridSample (opset 16); the 3x3
-solve is written out (adjugate) because ONNX has no matrix inverse.
+ONNX: the base network, CumSum, Concat, elementwise ops and GridSample (opset 16); the 3x3 solve is
+written out (adjugate) because ONNX has no matrix inverse.
 """
 
 from __future__ import annotations
@@ -52,9 +52,19 @@ class GuidedContext(NamedTuple):
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over (2r+1)^2 windows, edges replicated: (N, C, h, w) -> (N, C, h, w)."""
-    r = radius
-    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
+    """Mean over (2r+1)^2 windows, edges replicated: (N, C, h, w) -> (N, C, h, w).
+
+    Written as differences of cumulative sums (an integral image) rather than ``avg_pool2d`` because
+    the guided filter runs in float64 and onnxruntime has no float64 AveragePool or edge Pad; the
+    replicate padding is two concatenations for the same reason.
+    """
+    r, k = radius, 2 * radius + 1
+    x = torch.cat([x[:, :, :1].expand(-1, -1, r, -1), x, x[:, :, -1:].expand(-1, -1, r, -1)], 2)
+    x = torch.cat([x[..., :1].expand(-1, -1, -1, r), x, x[..., -1:].expand(-1, -1, -1, r)], 3)
+    c = F.pad(x.cumsum(2), (0, 0, 1, 0))
+    x = c[:, :, k:] - c[:, :, :-k]
+    c = F.pad(x.cumsum(3), (1, 0))
+    return (c[..., k:] - c[..., :-k]) / (k * k)
 
 
 def guided_coefficients(guide: torch.Tensor, target: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
@@ -63,7 +73,12 @@ def guided_coefficients(guide: torch.Tensor, target: torch.Tensor, radius: int, 
     ``guide`` and ``target`` (N, 3, h, w) -> coefficients (N, 12, h, w) in ``GuidedContext``'s layout.
     ``eps`` regularises ``A`` towards 0 where the guide is flat (there the map is a constant colour).
     """
-    n, _, h, w = guide.shape
+    dtype = guide.dtype
+    # float64 (not on MPS, which has none): variances are differences of means of squares, and the
+    # solve divides by them; in float32 the coefficients of a near-flat window move by ~1e-4 when the
+    # input moves by 1e-7, which an ONNX export (another summation order) would show.
+    wide = torch.float32 if guide.device.type == "mps" else torch.float64
+    guide, target = guide.to(wide), target.to(wide)
     g = [guide[:, k] for k in range(3)]
     products = [g[k] * g[j] for k, j in _PAIRS] + [g[k] * target[:, c] for k in range(3) for c in range(3)]
     means = box_filter(torch.cat([guide, target, torch.stack(products, 1)], 1), radius)
@@ -89,7 +104,7 @@ def guided_coefficients(guide: torch.Tensor, target: torch.Tensor, radius: int, 
         sum(adj[(k, j)] * cov[j][ch] for j in range(3)) / det for ch in range(3) for k in range(3)
     ]  # A[ch, k] at index 3 * ch + k
     coef_b = [mean_t[:, ch] - sum(coef_a[3 * ch + k] * mean_g[:, k] for k in range(3)) for ch in range(3)]
-    return box_filter(torch.stack(coef_a + coef_b, 1), radius)
+    return box_filter(torch.stack(coef_a + coef_b, 1), radius).to(dtype)
 
 
 def apply_coefficients(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
