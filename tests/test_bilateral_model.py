@@ -1,4 +1,4 @@
-"""The ``fast`` model (bilateral grid of affine colour transforms): shapes, identity at initialisation,
+"""The `bilateral` architecture (a bilateral grid of affine colour maps): shapes, identity at initialisation,
 gradients, the shared context, tiling with an origin, the slicing against PyTorch's trilinear
 ``grid_sample``, the declared receptive field, and that it learns a per-image tone mapping.
 """
