@@ -701,3 +701,14 @@ def test_multi_picture_jpeg_reads_as_jpeg(tmp_path):
     )
     photo = read_photo(src)
     assert photo.format == "JPEG" and photo.size == (40, 32)
+
+
+def test_8bit_quantisation_on_torch_threads_gives_the_numpy_numbers():
+    """The fast 8-bit writer path rounds half to even and clips exactly like ``_quantize``."""
+    edges = torch.tensor([k + 0.5 for k in range(256)]) / 255
+    values = torch.cat([edges, torch.nextafter(edges, edges + 1), torch.nextafter(edges, edges - 1)])
+    values = torch.cat([values, torch.tensor([-0.2, -0.0, 1.3, float("inf"), -float("inf")])])
+    x = torch.cat([values, torch.rand(3000)])
+    x = x[: x.numel() // 3 * 3].reshape(3, 1, -1)  # (3, 1, W): every value lands in some channel
+    expected = np.ascontiguousarray(photo_mod._quantize(x.numpy(), np.dtype(np.uint8)).transpose(1, 2, 0))
+    assert np.array_equal(photo_mod._quantize_rgb8(x), expected)

@@ -254,3 +254,24 @@ def test_synthetic_pretraining_trains_on_degraded_photos_and_validates_on_real_p
     assert "synthetic degradations" in trainer.data_description and len(trainer.train_pairs) == 8
     result = trainer.fit()
     assert result.best and len(trainer.val_set) == 6  # validation stays on the real pairs
+
+
+def test_guided_model_starts_from_a_checkpoint_of_the_network_it_wraps(tmp_path, pairs_root):
+    from dslrify.checkpoint import save_checkpoint
+    from dslrify.models import build_model
+
+    torch.manual_seed(0)
+    student = build_model("ppcn-student")
+    base_dir = save_checkpoint(tmp_path / "student", student, "ppcn-student", {})
+    guided = {"base": "ppcn-student", "context_size": 32, "radius": 1}
+    path = write_config(tmp_path, pairs_root)
+    overrides = ["model.architecture=guided", f"model.args={json.dumps(guided)}", f"model.init={base_dir}"]
+    trainer = Trainer(load_config(path, [*overrides, "run.max_steps=1"]))
+    first = dict(trainer.model.net.named_parameters())
+    assert all(torch.equal(first[k], v) for k, v in student.named_parameters())  # started from it
+    trainer.fit()
+    model, cfg = load_checkpoint(tmp_path / "run" / "last")
+    assert cfg["architecture"] == "guided" and cfg["args"] == guided
+    assert type(model).__name__ == "GuidedEnhancer"
+    with pytest.raises(DslrifyError, match="cannot start from"):
+        Trainer(load_config(path, [*overrides[:2], f"model.init={base_dir}", "model.args.base=ppcn-teacher"]))

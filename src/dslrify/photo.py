@@ -466,7 +466,7 @@ def _compose(photo: Photo, pixels: torch.Tensor | None, dtype: np.dtype, keep_al
         r, g, b = x
         out = _quantize(g + np.float32(0.299) * (r - g) + np.float32(0.114) * (b - g), dtype)
     elif dtype == np.uint8:
-        out = _quantize_rgb8(px.detach()[0].to("cpu", torch.float32))
+        out = _quantize_rgb8(torch.from_numpy(x))
     else:
         out = _quantize(x, dtype).transpose(1, 2, 0)  # (H, W, 3) view; copied once below
     if keep_alpha and photo.alpha is not None:
