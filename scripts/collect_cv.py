@@ -3,7 +3,8 @@
 Adds, for every fold, the untrained reference models (identity, DPED's and PPCN's released models)
 scored on the same held-out pairs, so each candidate is compared pair for pair with what it must beat.
 
-    python scripts/collect_cv.py runs/gpu2/runs runs/gpu3/runs --dped runs/dped-iphone --ppcn runs/ppcn-teacher
+    python scripts/collect_cv.py runs/gpu2/runs runs/gpu3/runs --dped runs/dped-iphone --ppcn runs/ppcn-teacher \
+        --student runs/ppcn-student
     python scripts/collect_cv.py runs --merge --shipped default=H paper=A fast=fast-guided   # add runs/cv-*
 """
 
@@ -46,13 +47,16 @@ CANDIDATES = {
 }
 
 
-def fold_references(dped: str, ppcn: str, folds: int = 3, seed: int = 0) -> list[dict[str, list[float]]]:
+def fold_references(
+    dped: str, ppcn: str, student: str, folds: int = 3, seed: int = 0
+) -> list[dict[str, list[float]]]:
     pairs = open_pairs("../shared/data/dped", "iphone", "train")
     models = {
         "identity": lambda x: x,
         "auto-levels": auto_levels,
         "dped-official": resolve_model(dped)[0],
         "ppcn-teacher": resolve_model(ppcn)[0],
+        "ppcn-student": resolve_model(student)[0],
     }
     out = []
     for fold in range(folds):
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("roots", nargs="+", type=Path)
     ap.add_argument("--dped", default="runs/dped-iphone")
     ap.add_argument("--ppcn", default="runs/ppcn-teacher")
+    ap.add_argument("--student", default="runs/ppcn-student")
     ap.add_argument("-o", "--out", type=Path, default=Path("docs/models"))
     ap.add_argument("--shipped", nargs="*", default=["default=H", "paper=A"], help="MODEL=CANDIDATE")
     ap.add_argument(
@@ -74,7 +79,7 @@ def main() -> None:
     )
     a = ap.parse_args()
     torch.set_num_threads(2)
-    refs = fold_references(a.dped, a.ppcn)
+    refs = fold_references(a.dped, a.ppcn, a.student)
     table = {
         "protocol": "3-fold CV on the 198 DPED iPhone training pairs (seed 0); per fold, validation PSNR/SSIM "
         "(8-bit protocol) at the best validation step ('best', optimistic) and at the last step ('final')",
@@ -102,7 +107,7 @@ def main() -> None:
             rows = cv["folds"]
             seed = cv["config"]["run"]["seed"]
             if seed not in refs_by_seed:
-                refs_by_seed[seed] = fold_references(a.dped, a.ppcn, seed=seed)
+                refs_by_seed[seed] = fold_references(a.dped, a.ppcn, a.student, seed=seed)
             dped_psnr = [r["dped-official"][0] for r in refs_by_seed[seed]]
             dped_ssim = [r["dped-official"][1] for r in refs_by_seed[seed]]
             teacher_psnr = [r["ppcn-teacher"][0] for r in refs_by_seed[seed]]
