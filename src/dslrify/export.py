@@ -32,8 +32,8 @@ from torch import nn
 from dslrify.errors import DslrifyError, ModelError
 from dslrify.files import atomic_path
 from dslrify.models.base import EnhancementModel
-from dslrify.models.bilateral import BilateralGridEnhancer, GridContext
-from dslrify.models.guided import GuidedContext, GuidedEnhancer
+from dslrify.models.bilateral import BilateralGridEnhancer
+from dslrify.models.guided import GuidedEnhancer
 from dslrify.models.unet import ResidualUNet
 
 INPUT_NAME = "image"
@@ -145,51 +145,33 @@ class _WholeImage(nn.Module):
         return self.model(x)
 
 
-class _BilateralForExport(nn.Module):
-    """``BilateralGridEnhancer.forward(x)`` with its thumbnail made by ``resize_long_side_exportable``.
+class _ThumbnailForExport(nn.Module):
+    """``forward(x)`` of a model whose context comes from a thumbnail (``bilateral``, ``guided``), with
+    the thumbnail made by ``resize_long_side_exportable``.
 
-    ``BilateralGridEnhancer`` sizes its thumbnail with Python arithmetic (frozen by a tracer); here
-    the thumbnail follows the input, and the grid is computed from it as the model does (a thumbnail is
-    never resized again: its long side is at most ``context_size``).
+    Those models size their thumbnail with Python arithmetic (frozen by a tracer); here the thumbnail
+    follows the input, and the context (grid or guided-filter coefficients) is computed from it as the
+    model does (a thumbnail is never resized again: its long side is at most ``context_size``), then
+    given the full photo's size so that it is resampled (GridSample) at full resolution.
     """
 
-    def __init__(self, model: BilateralGridEnhancer) -> None:
+    def __init__(self, model: BilateralGridEnhancer | GuidedEnhancer) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
         small = resize_long_side_exportable(x, self.model.context_size)
-        grid = self.model.compute_context(small).grid
-        return self.model(x, GridContext(grid, x.shape[-2], x.shape[-1]))
-
-
-class _GuidedForExport(nn.Module):
-    """``GuidedEnhancer.forward(x)`` with its thumbnail made by ``resize_long_side_exportable``.
-
-    As for the bilateral grid: the thumbnail follows the input, the base network and the guided filter
-    run on it as in the model, and the coefficients are resampled with GridSample at full resolution.
-    """
-
-    def __init__(self, model: GuidedEnhancer) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
-        small = resize_long_side_exportable(x, self.model.context_size)
-        coef = self.model.compute_context(small).coef
-        return self.model(x, GuidedContext(coef, x.shape[-2], x.shape[-1]))
+        context = self.model.compute_context(small)._replace(height=x.shape[-2], width=x.shape[-1])
+        return self.model(x, context)
 
 
 def exportable(model: EnhancementModel) -> nn.Module:
     """The module to trace for ``model``: same inputs, outputs and (up to ~1e-7) numbers."""
     if isinstance(model, ResidualUNet):
         return _UNetForExport(model)
-    if isinstance(model, BilateralGridEnhancer):
-        return _BilateralForExport(model)
-    if isinstance(model, GuidedEnhancer):
-        return _GuidedForExport(model)
+    if isinstance(model, BilateralGridEnhancer | GuidedEnhancer):
+        return _ThumbnailForExport(model)
     return _WholeImage(model)
 
 

@@ -127,3 +127,19 @@ class EnhancementModel(nn.Module):
     def enhance(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """The network itself: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) in [0, 1]."""
         raise NotImplementedError
+
+
+def tile_origin(x: torch.Tensor, height: int, width: int, origin: tuple[int, int] | None) -> tuple[int, int]:
+    """Where tile ``x`` (N, C, h, w) sits in a ``height`` x ``width`` photo: ``origin``, or (0, 0) for the
+    whole photo. For models whose output depends on a pixel's position (``tile_origin = True``): a tile
+    without its position would use the wrong part of the context, so it is refused, never guessed.
+    """
+    h, w = x.shape[-2:]
+    if origin is not None:
+        return origin
+    if (h, w) != (height, width):
+        raise ValueError(
+            f"a {h}x{w} tile of a {height}x{width} photo needs its position: "
+            "call forward(tile, context, origin=(y0, x0))"
+        )
+    return (0, 0)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dslrify.models.base import EnhancementModel
+from dslrify.models.base import EnhancementModel, tile_origin
 from dslrify.models.unet import resize_long_side
 
 CHUNK_PIXELS = 1 << 17  # ~131k pixels per row chunk: a 12-channel float chunk (6 MB) stays in L2/L3
@@ -250,15 +250,7 @@ class BilateralGridEnhancer(EnhancementModel):
         """(N, 3, H, W) -> (N, 3, H, W). ``x`` may be a tile at ``origin`` (y, x) of the context's photo."""
         ctx = self.compute_context(x) if context is None else context
         n, _, h, w = x.shape
-        if origin is None:
-            if (h, w) != (ctx.height, ctx.width):
-                # A tile without its position would index the wrong grid cells: refuse, never guess.
-                raise ValueError(
-                    f"a {h}x{w} tile of a {ctx.height}x{ctx.width} photo needs its position: "
-                    "call forward(tile, context, origin=(y0, x0))"
-                )
-            origin = (0, 0)
-        oy, ox = origin
+        oy, ox = tile_origin(x, ctx.height, ctx.width, origin)
         gs = self.grid_size
         grid_rows = ctx.grid.permute(0, 3, 1, 2, 4).reshape(n, gs, 12 * self.grid_depth * gs)
         step = max(1, CHUNK_PIXELS // max(1, w))

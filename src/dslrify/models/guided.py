@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from dslrify.models.base import EnhancementModel
+from dslrify.models.base import EnhancementModel, tile_origin
 from dslrify.models.bilateral import CHUNK_PIXELS, cell_coords
 from dslrify.models.unet import resize_long_side
 
@@ -207,13 +207,7 @@ class GuidedEnhancer(EnhancementModel):
         """(N, 3, H, W) -> (N, 3, H, W). ``x`` may be a tile at ``origin`` (y, x) of the context's photo."""
         ctx = self.compute_context(x) if context is None else context
         h, w = x.shape[-2:]
-        if origin is None:
-            if (h, w) != (ctx.height, ctx.width):
-                raise ValueError(
-                    f"a {h}x{w} tile of a {ctx.height}x{ctx.width} photo needs its position: "
-                    "call forward(tile, context, origin=(y0, x0))"
-                )
-            origin = (0, 0)
+        origin = tile_origin(x, ctx.height, ctx.width, origin)
         # Autograd (training, or a caller differentiating through the model) and tracing need the plain
         # ops; a frozen model in grad mode (``load_model``) still takes the banded path and its memory.
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or ctx.coef.requires_grad)
