@@ -79,6 +79,17 @@ def test_auto_tile_size_follows_free_memory(monkeypatch):
     assert small is not None and small < 4000
 
 
+def test_a_1280x720_photo_runs_whole_even_for_dpeds_generator_but_12_mp_is_tiled(monkeypatch):
+    """Whole means instance-norm statistics from the photo itself: the model's exact output."""
+    from dslrify.models import build_model
+
+    monkeypatch.setattr("dslrify.enhancer.available_memory", lambda device: 16 * 1024**3)
+    enhancer = Enhancer(build_model("dped"), device="cpu")
+    assert enhancer._choose_tile(720, 1280) is None
+    tile = enhancer._choose_tile(2848, 4272)
+    assert tile is not None and tile * tile * 1536 <= 0.75 * 1024**3  # tiles keep the smaller cap
+
+
 def test_strength_blends_linearly_with_the_input():
     model = random_unet()
     x = torch.rand(1, 3, 64, 64)

@@ -181,12 +181,20 @@ class Enhancer:
             y = torch.lerp(x.to(y.device), y, self.strength)
         return y
 
-    def _pixel_budget(self) -> float:
-        """How many pixels the model can run on at once within a share of the free memory."""
+    def _pixel_budget(self, whole: bool = False) -> float:
+        """How many pixels the model can run on at once within a share of the free memory.
+
+        On a CPU the activations are capped as well, so that a 12 MP photo stays within about 2 GB of
+        RSS (the photo, its output and the codec take ~0.7 GB more): 0.75 GB for tiles and for the
+        downsampled copy that whole-image statistics come from; ``whole``: 1.5 GB for running a photo in
+        one piece. The larger cap keeps photos up to about 1 MP untiled even for DPED's generator
+        (1.5 kB per pixel): then instance-norm statistics come from the photo itself, not from a copy,
+        and the result is exactly the model's.
+        """
         share = 0.5 if self.device.type == "cuda" else 0.25
         budget = available_memory(self.device) * share
         if self.device.type == "cpu":
-            budget = min(budget, 0.75 * 1024**3)  # activations; the photo, output and codec take ~0.7 GB more
+            budget = min(budget, (1.5 if whole else 0.75) * 1024**3)
         return budget / self.model.bytes_per_pixel
 
     def _choose_tile(self, height: int, width: int) -> int | None:
@@ -195,10 +203,9 @@ class Enhancer:
             return None
         if self.tile is not None:
             return self.tile if max(height, width) > self.tile else None
-        pixels = self._pixel_budget()
-        if height * width <= pixels:
+        if height * width <= self._pixel_budget(whole=True):
             return None
-        side = int(math.sqrt(pixels)) - 2 * self.model.receptive_field
+        side = int(math.sqrt(self._pixel_budget())) - 2 * self.model.receptive_field
         return max(MIN_TILE, side)
 
     def _run(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
