@@ -81,10 +81,15 @@ def test_unknown_key_and_wrong_type_are_named(tmp_path):
     assert config.optim.lr == 1e-4 and config.run.dir == "/tmp/x" and config.optim.betas == (0.5, 0.9)
 
 
-def test_shipped_configs_load():
-    for name in ("paper", "dped"):
-        config = load_config(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
-        assert config.name == name
+def test_shipped_configs_load_and_build_their_model():
+    from dslrify.models import build_model
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"paper", "dped", "default", "fast", "bilateral"}
+    for path in configs:
+        config = load_config(path)
+        assert config.name == path.stem
+        build_model(config.model.architecture, config.model.args)
 
 
 def test_training_writes_loadable_best_and_last_and_learns(tmp_path, pairs_root):
