@@ -16,7 +16,7 @@ any dslrify network (by default PPCN's teacher architecture, as in the ``default
 What it keeps and loses: on inputs no larger than the thumbnail the output is the base network's own
 output up to the local affine fit (on DPED's 100x100 test patches, 44 dB from it: the same PSNR and
 SSIM); on large photos it reproduces the base network's colour and tone, locally, but not its
-pixel-level processing (denoising, sharpening), which a 256 px thumbnail cannot see.
+pixel-level processing (denoising, sharpening), which a thumbnail cannot see.
 
 Tiling: the output is pointwise given the context, but a pixel's coefficients depend on its position in
 the *whole* photo, so a tile must be given its ``origin`` (as for ``BilateralGridEnhancer``).
