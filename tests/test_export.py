@@ -21,10 +21,9 @@ from dslrify.export import (
     OnnxModel,
     check_parity,
     export_onnx,
-    resize_long_side_exportable,
 )
 from dslrify.models import build_model
-from dslrify.models.unet import resize_long_side
+from dslrify.models.resize import resize_long_side, resize_long_side_exportable
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -102,7 +101,7 @@ def test_exportable_thumbnail_is_the_models_thumbnail():
 def test_onnx_model_through_the_enhancer_equals_pytorch(unet_onnx, photo_array):
     model, path = unet_onnx
     onnx_model = OnnxModel(path)
-    assert onnx_model.tileable is False and onnx_model.uses_global_context
+    assert onnx_model.spec.tileable is False
     x = torch.rand(2, 3, 150, 203, generator=torch.Generator().manual_seed(3))
     got = Enhancer(onnx_model, device="cpu").enhance_tensor(x)
     with torch.inference_mode():
@@ -117,8 +116,7 @@ def test_onnx_model_through_the_enhancer_equals_pytorch(unet_onnx, photo_array):
 def test_onnx_model_refuses_to_be_tiled(unet_onnx):
     onnx_model = OnnxModel(unet_onnx[1])
     x = torch.rand(1, 3, 64, 64)
-    with pytest.raises(ModelError, match="--tile 0"):
-        onnx_model.compute_context(x)
+    assert Enhancer(onnx_model, device="cpu", tile=32)._choose_tile(64, 64) is None  # runs whole
     with pytest.raises(ModelError, match="cannot be tiled"):
         onnx_model(x, context=object())
     with pytest.raises(ModelError, match="onnxruntime failed on a 1x1 image"):  # reflect pad needs > 7 px
@@ -185,21 +183,6 @@ def test_cli_corrupt_onnx_is_one_line_error(tmp_path, photo_array):
     assert len(text.splitlines()) == 1 and text.startswith("error:"), text
     assert "Traceback" not in text and "re-export" not in text and "dslrify export" in text
     assert not (tmp_path / "photo_dslr.png").exists()
-
-
-def test_bilateral_model_exports_with_a_thumbnail_that_follows_the_input(tmp_path):
-    from dslrify.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("bilateral").eval()
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    report = export_onnx(model, tmp_path / "bilateral.onnx", sizes=((300, 420), (97, 61)))
-    assert report.opset == 16  # 4-D GridSample
-    assert max(report.max_abs_diff.values()) <= 1e-4
-    # Sizes other than the traced ones, larger than the 256 px thumbnail on one side or both.
-    diffs = check_parity(tmp_path / "bilateral.onnx", model, sizes=((480, 640), (720, 1280)))
-    assert max(diffs.values()) <= 1e-4
 
 
 def test_shipped_fast_model_exports_and_matches_at_640x480_and_1280x720(tmp_path):

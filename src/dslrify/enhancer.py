@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
+from dslrify.errors import DslrifyError, ModelError, OutputExistsError, PhotoError
 from dslrify.models import EnhancementModel
+from dslrify.models.base import Moments, MomentsContext, NormProbe
 from dslrify.photo import (
     DEFAULT_MAX_PIXELS,
     Photo,
@@ -132,8 +132,6 @@ class Enhancer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         half: bool = False,
     ) -> None:
-        if not 0.0 <= strength <= 1.0:
-            raise DslrifyError(f"strength must be between 0 and 1, got {strength}")
         if tile is not None and tile < 0:
             raise DslrifyError(f"tile must be >= 0, got {tile}")
         if threads is not None:
@@ -147,7 +145,7 @@ class Enhancer:
         self.model = self.model.to(self.device).eval()
         self.tile = tile
         self.last_tile: int | None = None
-        self.strength = strength
+        self.strength = _check_strength(strength)
         self.max_pixels = max_pixels
         # fp16 autocast on CUDA only: convolutions gain, while norms and reductions stay float32 under
         # autocast's own rules. On CPU it would be slower and less exact, so it is refused there.
@@ -156,14 +154,19 @@ class Enhancer:
         self.half = half
 
     # -- tensors ------------------------------------------------------------------------------
-    def enhance_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float RGB in [0, 1] -> same shape, on the CPU (big outputs never sit on a GPU)."""
+    def enhance_tensor(self, x: torch.Tensor, *, strength: float | None = None) -> torch.Tensor:
+        """(N, 3, H, W) RGB -> (N, 3, H, W) float32 in [0, 1], on the CPU (big outputs never sit on a GPU).
+
+        ``x`` is float in [0, 1], or uint8 / uint16 (a photo's native pixels, converted tile by tile).
+        ``strength`` overrides the Enhancer's own for this call (0: the input, 1: the model's output).
+        Safe to call from several threads at once on one Enhancer.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (N, 3, H, W), got {tuple(x.shape)}")
-        return torch.cat([self._enhance_one(x[i : i + 1]) for i in range(x.shape[0])])
+        strength = self.strength if strength is None else _check_strength(strength)
+        return torch.cat([self._enhance_one(x[i : i + 1], strength) for i in range(x.shape[0])])
 
-    def _enhance_one(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
+    def _enhance_one(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
@@ -176,58 +179,98 @@ class Enhancer:
                     raise
                 torch.cuda.empty_cache()
                 tile = max(MIN_TILE, (tile or max(x.shape[-2:])) // 2)
-        self.last_tile = tile  # what the last photo actually ran with (None: whole), for reports
-        if self.strength != 1.0:
-            y = torch.lerp(x.to(y.device), y, self.strength)
+        # What the last photo ran with (None: whole), for reports; with several threads, any one of them.
+        self.last_tile = tile
+        if strength != 1.0:
+            y = torch.lerp(_unit(x), y, strength)
         return y
 
     def _pixel_budget(self, whole: bool = False) -> float:
         """How many pixels the model can run on at once within a share of the free memory.
 
         On a CPU the activations are capped as well, so that a 12 MP photo stays within about 2 GB of
-        RSS (the photo, its output and the codec take ~0.7 GB more): 0.75 GB for tiles and for the
-        downsampled copy that whole-image statistics come from; ``whole``: 1.5 GB for running a photo in
-        one piece. The larger cap keeps photos up to about 1 MP untiled even for DPED's generator
-        (1.5 kB per pixel): then instance-norm statistics come from the photo itself, not from a copy,
-        and the result is exactly the model's.
+        RSS (the photo, its output and the codec take ~0.7 GB more): 0.75 GB for tiles; ``whole``:
+        1.5 GB for running a photo in one piece (photos up to about 1 MP even for DPED's generator).
         """
         share = 0.5 if self.device.type == "cuda" else 0.25
         budget = available_memory(self.device) * share
         if self.device.type == "cpu":
             budget = min(budget, (1.5 if whole else 0.75) * 1024**3)
-        return budget / self.model.bytes_per_pixel
+        return budget / self.model.spec.bytes_per_pixel
 
     def _choose_tile(self, height: int, width: int) -> int | None:
         """None = run whole. Auto: the largest tile whose activations fit a share of free memory."""
-        if self.tile == 0 or not self.model.tileable:
+        spec = self.model.spec
+        if self.tile == 0 or not spec.tileable:
             return None
         if self.tile is not None:
             return self.tile if max(height, width) > self.tile else None
         if height * width <= self._pixel_budget(whole=True):
             return None
-        side = int(math.sqrt(self._pixel_budget())) - 2 * self.model.receptive_field
+        side = int(math.sqrt(self._pixel_budget())) - 2 * spec.receptive_field
         return max(MIN_TILE, side)
 
     def _run(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
+        """(1, 3, H, W) -> (1, 3, H, W) float32 on the CPU: whole, or tile by tile with a shared context."""
         model, dev = self.model, self.device
         if tile is None:
-            return model(x.to(dev)).float().cpu()
+            return model(_unit(x.to(dev))).float().cpu()
+        spec = model.spec
         h, w = x.shape[-2:]
-        context = None
-        if model.uses_global_context:
-            # Thumbnail branches downsample by themselves; networks that must run to measure their
-            # statistics (instance norm) get the whole photo when it fits, else an area-downsampled copy.
-            src = x if model.context_from_thumbnail else _shrink_to(x, self._pixel_budget())
-            context = model.compute_context(src.to(dev))
-        out = torch.empty_like(x)
-        for t in plan_tiles(h, w, tile, model.receptive_field, model.size_multiple):
-            crop = x[:, :, t.cy0 : t.cy1, t.cx0 : t.cx1].to(dev)
-            where = {"origin": (t.cy0, t.cx0)} if model.tile_origin else {}
-            y = model(crop, context, **where).float().cpu()
+        tiles = plan_tiles(h, w, tile, spec.receptive_field, spec.size_multiple)
+        context: Any = None
+        if spec.context == "thumbnail":
+            context = model.compute_context(_unit(x).to(dev))  # the model shrinks it itself
+        elif spec.context == "moments":
+            context = self._moments_by_tiles(x, tiles)
+        out = torch.empty(x.shape, dtype=torch.float32)
+        for t in tiles:
+            origin = (t.cy0, t.cx0) if spec.needs_origin else None
+            y = model(self._crop(x, t), context, origin).float().cpu()
             out[:, :, t.y0 : t.y1, t.x0 : t.x1] = y[
                 :, :, t.y0 - t.cy0 : t.y1 - t.cy0, t.x0 - t.cx0 : t.x1 - t.cx0
             ]
         return out
+
+    def _crop(self, x: torch.Tensor, t: Tile) -> torch.Tensor:
+        """Tile ``t``'s input crop (halo included), float32 [0, 1] on the model's device."""
+        return _unit(x[:, :, t.cy0 : t.cy1, t.cx0 : t.cx1].to(self.device))
+
+    def _moments_by_tiles(self, x: torch.Tensor, tiles: list[Tile]) -> MomentsContext:
+        """The whole photo's statistics (instance norm), measured exactly over tiles.
+
+        Statistic k depends on the activations before it, which depend on statistics 0..k-1, so they
+        are measured one after the other: each round runs every tile up to the first unknown statistic
+        (``NormProbe``), sums its activation and square over the tile's core (where the tile equals the
+        whole-photo run) in float64, and turns the sums into a mean and a biased variance. A model with
+        K statistics costs K partial passes before the real one (about 2.5x the compute for PPCN).
+        """
+        model = self.model
+        known: list[Moments] = []
+        while True:
+            sums: tuple[torch.Tensor, torch.Tensor] | None = None
+            for t in tiles:
+                crop = self._crop(x, t)
+                try:
+                    model.enhance(crop, MomentsContext(tuple(known), probe=True), None)
+                except NormProbe as probe:
+                    a = probe.activation
+                    if a.shape[-2:] != crop.shape[-2:]:
+                        raise ModelError(
+                            f"{self.name}: a statistic is taken at {a.shape[-2]}x{a.shape[-1]}, not at the "
+                            "photo's resolution, so tiles cannot measure it",
+                            "run the photo whole with --tile 0",
+                        ) from None
+                    core = a[:, :, t.y0 - t.cy0 : t.y1 - t.cy0, t.x0 - t.cx0 : t.x1 - t.cx0].double()
+                    s = (core.sum(dim=(2, 3)), core.square().sum(dim=(2, 3)))
+                    sums = s if sums is None else (sums[0] + s[0], sums[1] + s[1])
+                    continue
+                return MomentsContext(tuple(known))  # a whole pass needed no more: all are known
+            assert sums is not None
+            n = x.shape[-2] * x.shape[-1]
+            mean = sums[0] / n
+            var = (sums[1] / n - mean.square()).clamp_min(0)
+            known.append((mean.float()[..., None, None], var.float()[..., None, None]))
 
     # -- images -------------------------------------------------------------------------------
     def enhance(self, image: ImageT) -> ImageT:
@@ -322,10 +365,16 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{dst} already exists", "pass --overwrite to replace it")
 
 
-def _shrink_to(x: torch.Tensor, max_pixels: float) -> torch.Tensor:
-    """Area-downsample (N, C, H, W) to at most ``max_pixels`` pixels (whole-image statistics source)."""
-    h, w = x.shape[-2:]
-    if h * w <= max_pixels:
-        return x
-    s = math.sqrt(max_pixels / (h * w))
-    return F.interpolate(x, size=(max(1, int(h * s)), max(1, int(w * s))), mode="area")
+def _check_strength(strength: float) -> float:
+    if not 0.0 <= strength <= 1.0:
+        raise DslrifyError(f"strength must be between 0 and 1, got {strength}", "use a value from 0 to 1")
+    return float(strength)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Pixels as float32 in [0, 1]: uint8 / 255, uint16 / 65535, float as it is."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255)
+    if x.dtype == torch.uint16:
+        return x.to(torch.float32).div_(65535)
+    return x.float()

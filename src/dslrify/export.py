@@ -1,10 +1,11 @@
 """ONNX export with a parity check, and ``OnnxModel``: an exported file behind the Enhancer's interface.
 
 The exported graph is the whole-image forward pass: input ``image`` float32 ``(N, 3, H, W)`` RGB in
-``[0, 1]``, output ``enhanced`` of the same shape (clamped to ``[0, 1]`` for the U-Net; DPED and PPCN
-keep their ``tanh * 0.58 + 0.5`` range, about ``[-0.08, 1.08]``, exactly as in PyTorch). N, H and W are
-dynamic. The graph computes its whole-image statistics (global branch, instance norm) from the image it
-is given, so it cannot take a context shared between tiles: an ``OnnxModel`` always runs whole.
+``[0, 1]``, output ``enhanced`` of the same shape, clamped to ``[0, 1]`` as ``model(x)`` is. N, H and W are
+dynamic. What is traced is the model's own ``export_module()``: architectures with size-dependent Python
+(thumbnails, padding) give a traceable wrapper in their own file. The graph computes its whole-image
+statistics (global branch, instance norm) from the image it is given, so it cannot take a context
+shared between tiles: an ``OnnxModel`` always runs whole.
 
 Export uses PyTorch's TorchScript-based exporter (``dynamo=False``): tracing with ``dynamic_axes``
 keeps shape arithmetic in the graph, which is what dynamic H/W needs here. Each export is checked
@@ -22,19 +23,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dslrify.errors import DslrifyError, ModelError
 from dslrify.files import atomic_path
-from dslrify.models.base import EnhancementModel
-from dslrify.models.bilateral import BilateralGridEnhancer
-from dslrify.models.guided import GuidedEnhancer
-from dslrify.models.unet import ResidualUNet
+from dslrify.models.base import EnhancementModel, ModelSpec
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "enhanced"
@@ -71,108 +68,6 @@ class ExportReport:
         """One line per size, e.g. ``640x480: max abs diff 3.1e-06 (<= 1e-4)`` (width x height)."""
         tol = f"{self.tolerance:.0e}".replace("e-0", "e-")
         return [f"{w}x{h}: max abs diff {self.max_abs_diff[(h, w)]:.1e} (<= {tol})" for h, w in self.sizes]
-
-
-# -- export-friendly forms -----------------------------------------------------------------------------
-
-
-def area_matrix(n: torch.Tensor | int, size: torch.Tensor | int, dtype: torch.dtype) -> torch.Tensor:
-    """(size, n) matrix ``P`` with ``P @ v`` = ``adaptive_avg_pool1d(v, size)`` for a length-``n`` ``v``.
-
-    Bin ``i`` averages ``v[floor(i*n/size) : ceil((i+1)*n/size)]``, PyTorch's (and so ``mode="area"``'s)
-    rule. ``n`` and ``size`` may be 0-d int64 tensors: under tracing they stay graph values (Range,
-    integer Div), so the pooling follows the input's size instead of being frozen at the traced one.
-    """
-    i = torch.arange(size, dtype=torch.int64)
-    start = torch.div(i * n, size, rounding_mode="floor")
-    end = torch.div((i + 1) * n + size - 1, size, rounding_mode="floor")
-    j = torch.arange(n, dtype=torch.int64)
-    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
-    return inside.to(dtype) / (end - start).to(dtype)[:, None]
-
-
-def resize_long_side_exportable(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``unet.resize_long_side`` without Python control flow on the image size (traceable).
-
-    (N, C, H, W) -> (N, C, h, w) area-downsampled so that max(h, w) <= ``size``; same output size
-    (float64 arithmetic and round-half-to-even, as Python's ``round``) and the same bins. Inputs
-    already small enough get ``scale = 1``, i.e. identity bins, instead of a branch. The sums are
-    matrix products rather than pooling windows, so values differ from PyTorch's only by float32
-    summation order (about 1e-7).
-    """
-    hw = torch._shape_as_tensor(x)[-2:]  # traced as a Shape op, so it follows the input
-    hw_f = hw.to(torch.float64)
-    scale = torch.clamp(size / hw_f.max(), max=1.0)
-    out = torch.clamp(torch.round(hw_f * scale), min=1).to(torch.int64)
-    rows = area_matrix(hw[0], out[0], x.dtype)  # (h, H)
-    cols = area_matrix(hw[1], out[1], x.dtype)  # (w, W)
-    # Height first: for landscape photos the shorter output side makes the large product the cheaper.
-    return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
-
-
-class _UNetForExport(nn.Module):
-    """``ResidualUNet.forward(x)`` with its two size-dependent steps made traceable.
-
-    ``ResidualUNet`` computes the output size of its context thumbnail with Python ``round``/``max``
-    (a tracer freezes those at the traced size, and ONNX has no area resize to a computed size) and pads
-    only ``if`` the size is not a multiple of 8 (a tracer freezes the branch). Here the thumbnail is
-    ``resize_long_side_exportable`` and the reflect padding is always applied (by 0 to 7 pixels), so the
-    model itself only ever sees multiples of 8 and takes its no-padding branch for every input size.
-    Same numbers as the model up to float summation order; ``export_onnx``'s parity check confirms it.
-    """
-
-    def __init__(self, model: ResidualUNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
-        hw = torch._shape_as_tensor(x)[-2:]
-        pad = (-hw) % self.model.size_multiple
-        g = self.model.global_branch(resize_long_side_exportable(x, self.model.context_size))
-        xp = F.pad(x, (0, pad[1], 0, pad[0]), mode="reflect")
-        return self.model(xp, g)[:, :, : hw[0], : hw[1]]
-
-
-class _WholeImage(nn.Module):
-    """``model(x)`` with no context: models without size-dependent Python (DPED, PPCN) trace as they are."""
-
-    def __init__(self, model: EnhancementModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-
-class _ThumbnailForExport(nn.Module):
-    """``forward(x)`` of a model whose context comes from a thumbnail (``bilateral``, ``guided``), with
-    the thumbnail made by ``resize_long_side_exportable``.
-
-    Those models size their thumbnail with Python arithmetic (frozen by a tracer); here the thumbnail
-    follows the input, and the context (grid or guided-filter coefficients) is computed from it as the
-    model does (a thumbnail is never resized again: its long side is at most ``context_size``), then
-    given the full photo's size so that it is resampled (GridSample) at full resolution.
-    """
-
-    def __init__(self, model: BilateralGridEnhancer | GuidedEnhancer) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
-        small = resize_long_side_exportable(x, self.model.context_size)
-        context = self.model.compute_context(small)._replace(height=x.shape[-2], width=x.shape[-1])
-        return self.model(x, context)
-
-
-def exportable(model: EnhancementModel) -> nn.Module:
-    """The module to trace for ``model``: same inputs, outputs and (up to ~1e-7) numbers."""
-    if isinstance(model, ResidualUNet):
-        return _UNetForExport(model)
-    if isinstance(model, BilateralGridEnhancer | GuidedEnhancer):
-        return _ThumbnailForExport(model)
-    return _WholeImage(model)
 
 
 # -- export --------------------------------------------------------------------------------------------
@@ -304,9 +199,9 @@ def _add_metadata(onnx: Any, path: str, model: EnhancementModel, architecture: s
         "source": label,
         "input": f"{INPUT_NAME}: float32 (N, 3, H, W), RGB, [0, 1]",
         "output": f"{OUTPUT_NAME}: float32 (N, 3, H, W), RGB; clip to [0, 1] before saving",
-        "receptive_field": str(int(model.receptive_field)),
-        "size_multiple": str(int(model.size_multiple)),
-        "bytes_per_pixel": str(int(model.bytes_per_pixel)),
+        "receptive_field": str(model.spec.receptive_field),
+        "size_multiple": str(model.spec.size_multiple),
+        "bytes_per_pixel": str(model.spec.bytes_per_pixel),
     }
     # The exporter names the output's channel axis after the slice that made it ("Slice..._dim_1");
     # state what it is, so runtimes and readers see the same (batch, 3, height, width) as the input.
@@ -352,7 +247,7 @@ def export_onnx(
     onnx, _ = _require_onnx()
     net, architecture, label = _resolve(model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    module = exportable(net)
+    module = net.export_module()
     candidates = [opset] if opset is not None else list(range(MIN_OPSET, MAX_OPSET + 1))
     rejected: dict[int, str] = {}
 
@@ -387,7 +282,7 @@ def export_onnx(
                 raise DslrifyError(
                     f"the ONNX export of {label} differs from PyTorch ({detail}; tolerance {tolerance:.0e})",
                     "the model's forward pass probably depends on Python arithmetic on the image size, "
-                    "which tracing freezes; give it an export-friendly form in dslrify.export.exportable",
+                    "which tracing freezes; give it an export-friendly form in its export_module()",
                 )
             # Returning leaves the block, which renames the checked file onto ``out``.
             return ExportReport(out, version, architecture, tuple(sizes), diffs, tolerance, rejected)
@@ -409,15 +304,10 @@ class OnnxModel(EnhancementModel):
 
     ``forward(x)``: (N, 3, H, W) float RGB in [0, 1] -> (N, 3, H, W) float32 on ``x``'s device, computed
     by onnxruntime on the whole input (CUDA provider when onnxruntime has it, else CPU). The graph takes
-    no shared context, so it must never be tiled: ``tileable`` is False and ``compute_context`` or a
+    no shared context, so it must never be tiled: ``spec.tileable`` is False and a
     non-None ``context`` raise ModelError rather than silently giving each tile its own look.
     ``metadata`` holds the file's metadata_props (architecture, dslrify version, ...).
     """
-
-    receptive_field = 0
-    size_multiple = 1
-    # The Enhancer runs a model that is not tileable whole, whatever the photo's size.
-    tileable: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None) -> None:
         super().__init__()
@@ -453,14 +343,12 @@ class OnnxModel(EnhancementModel):
             )
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        if self.metadata.get("bytes_per_pixel", "").isdigit():
-            self.bytes_per_pixel = int(self.metadata["bytes_per_pixel"])  # the source model's estimate
-
-    @property
-    def uses_global_context(self) -> bool:
-        # Unknown graphs may hold whole-image statistics (all of dslrify's do), so tiles could not
-        # reproduce the whole-image look; True makes a tiling Enhancer ask for a context, which fails.
-        return True
+        per_pixel = self.metadata.get("bytes_per_pixel", "")
+        # The Enhancer runs a model that is not tileable whole, whatever the photo's size; the memory
+        # estimate is the source model's.
+        self.spec = ModelSpec(
+            bytes_per_pixel=int(per_pixel) if per_pixel.isdigit() else 1024, context="none", tileable=False
+        )
 
     def _no_tiles(self) -> ModelError:
         return ModelError(
@@ -468,13 +356,9 @@ class OnnxModel(EnhancementModel):
             "pass --tile 0 (Enhancer(tile=0)) to run it whole, or use --backend torch for very large photos",
         )
 
-    def compute_context(self, x: torch.Tensor) -> Any:
-        """Always raises ModelError: the Enhancer asks for a context only when it tiles."""
-        raise self._no_tiles()
-
-    def forward(self, x: torch.Tensor, context: Any = None) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor, context: Any, origin: tuple[int, int] | None) -> torch.Tensor:
         """(N, 3, H, W) float RGB in [0, 1] -> (N, 3, H, W) float32 on ``x``'s device."""
-        if context is not None:
+        if context is not None or origin is not None:
             raise self._no_tiles()
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         try:

@@ -24,14 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dslrify.metrics import _ms_ssim
+from dslrify.models.dped import rgb_to_gray
 from dslrify.models.vgg import VGGFeatures
 
 ColorReduction = Literal["dped", "mean", "sum"]
 GanMode = Literal["vanilla", "lsgan", "hinge"]
 GAN_MODES: tuple[str, ...] = ("vanilla", "lsgan", "hinge")
-
-# tf.image.rgb_to_grayscale's luma weights (ITU-R BT.601), which DPED feeds its discriminator.
-GRAY_WEIGHTS: tuple[float, float, float] = (0.2989, 0.5870, 0.1140)
 
 
 def _check_pair(output: Tensor, target: Tensor, name: str) -> None:
@@ -188,8 +186,7 @@ def to_grayscale(x: Tensor) -> Tensor:
     """``(N, 3, H, W)`` RGB -> ``(N, 1, H, W)`` luma with TensorFlow's (and DPED's) BT.601 weights."""
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"to_grayscale: expected (N, 3, H, W) RGB, got {tuple(x.shape)}")
-    weights = x.new_tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True)
+    return rgb_to_gray(x)
 
 
 def adversarial_loss(

@@ -10,8 +10,7 @@ from typing import Any
 from torch import nn
 
 from dslrify.errors import ModelError
-from dslrify.models.base import ContextInstanceNorm, EnhancementModel
-from dslrify.models.bilateral import BilateralGridEnhancer
+from dslrify.models.base import ContextInstanceNorm, EnhancementModel, ModelSpec, MomentsContext
 from dslrify.models.discriminator import PatchDiscriminator
 from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator
 from dslrify.models.guided import GuidedEnhancer
@@ -26,7 +25,6 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "ppcn-teacher": PPCNTeacher,
     "ppcn-student": PPCNStudent,
     "patchgan": PatchDiscriminator,
-    "bilateral": BilateralGridEnhancer,
     "guided": GuidedEnhancer,
 }
 
@@ -42,4 +40,11 @@ def build_model(architecture: str, args: dict[str, Any] | None = None) -> nn.Mod
         raise ModelError(f"wrong arguments for architecture {architecture!r}: {e}") from e
 
 
-__all__ = ["ARCHITECTURES", "ContextInstanceNorm", "EnhancementModel", "build_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "ContextInstanceNorm",
+    "EnhancementModel",
+    "ModelSpec",
+    "MomentsContext",
+    "build_model",
+]

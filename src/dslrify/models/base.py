@@ -1,33 +1,106 @@
-"""What every enhancement network promises, so that the Enhancer can tile any of them.
+"""What every enhancement network promises, so that one Enhancer can tile any of them, from many threads.
 
 An enhancement model maps a batch of photos ``x`` of shape ``(N, 3, H, W)``, RGB, float in ``[0, 1]``,
-to a tensor of the same shape and range. Two facts let the Enhancer cut a large photo into tiles
-without changing the result:
+to a tensor of the same shape, clamped to ``[0, 1]``. Its ``spec`` (a frozen ``ModelSpec``) states what
+the Enhancer needs to cut a large photo into tiles without changing the result:
 
 - ``receptive_field``: how many pixels on each side an output pixel may depend on. Tiles are cut with
   at least this much halo, which is then thrown away.
-- whole-image statistics (instance norm, a global branch): ``compute_context(x)`` computes them once
-  from the whole photo (or a downsampled copy of it) and ``forward(tile, context)`` uses them, so every
-  tile sees the same global look.
+- ``context``: how the output depends on the whole photo. ``"none"``: not at all. ``"thumbnail"``: through
+  statistics of a small copy of the photo (``compute_context(photo)`` is cheap at any size).
+  ``"moments"``: through per-channel means and variances of the network's own activations (instance
+  norm); a tiled run measures them exactly, one statistic after the other (``NormProbe``).
+- ``needs_origin``: the output also depends on where a tile sits in the photo.
+
+Models are pure: ``forward(x, context, origin)`` depends on its arguments and the weights only, never on
+state set on layers, so one model serves many threads at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+ContextKind = Literal["none", "thumbnail", "moments"]
+Moments = tuple[torch.Tensor, torch.Tensor]  # (mean, var), each (N, C, 1, 1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What an architecture needs from the Enhancer (see the module docstring).
+
+    ``size_multiple``: H and W are padded to a multiple of it, and tiles start on multiples of it.
+    ``bytes_per_pixel``: peak float32 forward memory per input pixel, used to choose tile sizes.
+    ``tileable``: False for models that can only run on the whole photo (an exported ONNX graph).
+    """
+
+    receptive_field: int = 0
+    size_multiple: int = 1
+    bytes_per_pixel: int = 1024
+    context: ContextKind = "none"
+    needs_origin: bool = False
+    tileable: bool = True
+
+
+@dataclass(frozen=True)
+class MomentsContext:
+    """Whole-photo statistics of a ``"moments"`` model: one ``(mean, var)`` per statistic, in call order.
+
+    ``probe``: when True, the first statistic beyond ``moments`` is not computed but raised as a
+    ``NormProbe`` carrying the activation it would be measured on (how tiles measure it exactly).
+    """
+
+    moments: tuple[Moments, ...] = ()
+    probe: bool = False
+
+
+class NormProbe(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a forward pass to hand the activation of statistic ``index`` to the caller."""
+
+    def __init__(self, index: int, activation: torch.Tensor) -> None:
+        super().__init__(index)
+        self.index, self.activation = index, activation
+
+
+class MomentsPass:
+    """One forward pass's view of a ``MomentsContext``: hands out statistics in call order.
+
+    Created afresh by every ``forward`` call (never stored on a layer), so concurrent calls never share
+    it. ``context`` None: every statistic is the input's own (the whole-image result). ``record``: own
+    statistics, also appended to ``recorded`` (``compute_context`` on a photo that fits).
+    """
+
+    def __init__(self, context: MomentsContext | None, record: bool = False) -> None:
+        self.context, self.record = context, record
+        self.count = 0
+        self.recorded: list[Moments] = []
+
+    def __call__(self, x: torch.Tensor) -> Moments:
+        """Per-image, per-channel (mean, biased var) over H and W for ``x`` (N, C, H, W)."""
+        i = self.count
+        self.count += 1
+        ctx = self.context
+        if ctx is not None and i < len(ctx.moments):
+            return ctx.moments[i]
+        if ctx is not None and ctx.probe:
+            raise NormProbe(i, x)
+        if ctx is not None:
+            raise ValueError(f"the context holds {len(ctx.moments)} statistics; this model needs more")
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        if self.record:
+            self.recorded.append((mean.detach(), var.detach()))
+        return mean, var
+
 
 class ContextInstanceNorm(nn.Module):
-    """Instance norm whose statistics can be recorded on one image and reused on another.
+    """Instance norm whose statistics may come from elsewhere (the whole photo, for a tile).
 
-    ``y = scale * (x - mean) / sqrt(var + eps) + shift`` with per-image, per-channel ``mean``/``var``
-    over H and W (biased variance, as TensorFlow's ``tf.nn.moments``). Shapes: ``(N, C, H, W)``.
-    While ``recorded`` is a list, each call appends its statistics; while ``fixed`` is set, those
-    statistics are used instead of the input's own (this is how tiles share the whole photo's look).
+    ``y = scale * (x - mean) / sqrt(var + eps) + shift``; shapes ``(N, C, H, W)``. ``forward(x, stats)``
+    takes a ``MomentsPass`` (or nothing: the input's own statistics, biased variance as TensorFlow's
+    ``tf.nn.moments``).
     """
 
     def __init__(self, channels: int, eps: float = 1e-5, affine: bool = True) -> None:
@@ -35,42 +108,50 @@ class ContextInstanceNorm(nn.Module):
         self.eps = eps
         self.scale = nn.Parameter(torch.ones(channels)) if affine else None
         self.shift = nn.Parameter(torch.zeros(channels)) if affine else None
-        self.recorded: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.fixed: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fixed is not None:
-            mean, var = self.fixed
-        else:
-            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-            if self.recorded is not None:
-                self.recorded.append((mean.detach(), var.detach()))
+    def forward(self, x: torch.Tensor, stats: MomentsPass | None = None) -> torch.Tensor:
+        mean, var = (stats or MomentsPass(None))(x)
         y = (x - mean) * torch.rsqrt(var + self.eps)
-        if self.scale is not None:
+        if self.scale is not None and self.shift is not None:
             y = y * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
         return y
 
 
 class EnhancementModel(nn.Module):
-    """Base class: ``forward(x, context=None)`` maps NCHW RGB [0,1] to NCHW RGB [0,1].
+    """Base class: ``forward(x, context=None, origin=None)`` maps NCHW RGB [0,1] to NCHW RGB [0,1].
 
-    Subclasses set ``receptive_field`` (pixels each side), ``size_multiple`` (H and W are padded to a
-    multiple of it; tiles start on multiples of it) and ``bytes_per_pixel`` (peak float32 forward memory
-    per input pixel, used to choose tile sizes). A model whose only whole-image statistics come from
-    ``ContextInstanceNorm`` layers needs nothing more: ``compute_context`` records them.
+    Subclasses set ``self.spec`` in ``__init__`` and implement ``enhance``; ``forward`` clamps its
+    result to [0, 1], the documented range (DPED's and PPCN's ``tanh * 0.58 + 0.5`` reaches about
+    -0.08 and 1.08). ``context`` is whatever ``compute_context`` returned for the whole photo (None: the
+    input is the whole photo); ``origin`` is the (y, x) of the input's first pixel in that photo.
     """
 
-    receptive_field: ClassVar[int] = 0
-    size_multiple: ClassVar[int] = 1
-    bytes_per_pixel: ClassVar[int] = 1024
-    # True when compute_context makes its own small copy of the photo (a thumbnail branch), so it can be
-    # given the whole full-resolution photo cheaply; False when it runs the network (instance norm) and
-    # the Enhancer must hand it a downsampled copy of a photo too large to run whole.
-    context_from_thumbnail: ClassVar[bool] = False
-    # False for models that can only run on the whole photo (an exported ONNX graph takes no context).
-    tileable: ClassVar[bool] = True
-    # True when forward also needs a tile's position in the photo: forward(tile, context, origin=(y0, x0)).
-    tile_origin: ClassVar[bool] = False
+    spec: ModelSpec
+
+    def forward(
+        self, x: torch.Tensor, context: Any = None, origin: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+        y = self.enhance(x, context, origin)
+        if y is x or (torch.is_grad_enabled() and y.requires_grad):
+            return y.clamp(0, 1)
+        return y.clamp_(0, 1)  # in place when nothing needs the unclamped tensor: no 12 MP copy
+
+    def enhance(self, x: torch.Tensor, context: Any, origin: tuple[int, int] | None) -> torch.Tensor:
+        """The network itself, unclamped (see ``forward``)."""
+        raise NotImplementedError
+
+    def compute_context(self, x: torch.Tensor) -> Any:
+        """Whole-photo context for ``forward`` from the whole photo ``x`` (N, 3, H, W); None if none."""
+        return None
+
+    def export_module(self) -> nn.Module:
+        """The module that ``dslrify export`` traces: ``(N, 3, H, W) -> (N, 3, H, W)``, whole image.
+
+        The default is the model itself with no context; architectures with size-dependent Python
+        (thumbnails, padding) return a traceable wrapper.
+        """
+        return _WholeImage(self)
 
     def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
         """Take the weights of a trained checkpoint of another architecture (``model.init``).
@@ -80,58 +161,44 @@ class EnhancementModel(nn.Module):
         """
         return False
 
-    @property
-    def uses_global_context(self) -> bool:
-        """True when the output depends on whole-image statistics (tiles need a shared context)."""
-        return any(isinstance(m, ContextInstanceNorm) for m in self.modules())
 
-    def compute_context(self, x: torch.Tensor) -> Any:
-        """Whole-image statistics of ``x`` (N, 3, H, W) that ``forward`` accepts as ``context``.
+class MomentsModel(EnhancementModel):
+    """An EnhancementModel whose whole-photo dependence is instance-norm-like statistics.
 
-        The default records every ``ContextInstanceNorm``'s statistics during one forward pass.
-        ``x`` may be a downsampled copy of the photo when the full photo is too large.
-        """
-        norms = [m for m in self.modules() if isinstance(m, ContextInstanceNorm)]
-        if not norms:
-            return None
-        for m in norms:
-            m.recorded = []
-        try:
-            self.forward(x)
-            return [m.recorded[0] for m in norms]
-        finally:
-            for m in norms:
-                m.recorded = None
+    Subclasses implement ``network(x, stats)``, taking every statistic from ``stats`` (a
+    ``MomentsPass``) in a fixed order. ``compute_context`` records them on a photo in one pass; a tiled
+    run measures them with ``MomentsContext(probe=True)`` (see ``Enhancer``).
+    """
 
-    @contextmanager
-    def _context_applied(self, context: Any) -> Iterator[None]:
-        """Make every ``ContextInstanceNorm`` use the statistics in ``context`` (from compute_context)."""
-        norms = [m for m in self.modules() if isinstance(m, ContextInstanceNorm)]
-        if context is None or not norms:
-            yield
-            return
-        if len(context) != len(norms):
-            raise ValueError(f"context has {len(context)} entries, model has {len(norms)} norm layers")
-        for m, stats in zip(norms, context, strict=True):
-            m.fixed = stats
-        try:
-            yield
-        finally:
-            for m in norms:
-                m.fixed = None
-
-    def forward(self, x: torch.Tensor, context: Any = None) -> torch.Tensor:
-        with self._context_applied(context):
-            return self.enhance(x)
-
-    def enhance(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        """The network itself: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+    def network(self, x: torch.Tensor, stats: MomentsPass) -> torch.Tensor:
         raise NotImplementedError
+
+    def enhance(self, x: torch.Tensor, context: Any, origin: tuple[int, int] | None) -> torch.Tensor:
+        if context is not None and not isinstance(context, MomentsContext):
+            raise TypeError(f"{type(self).__name__} takes a MomentsContext, got {type(context).__name__}")
+        return self.network(x, MomentsPass(context))
+
+    def compute_context(self, x: torch.Tensor) -> MomentsContext:
+        """Every statistic of one forward pass over the whole photo ``x`` (N, 3, H, W)."""
+        stats = MomentsPass(None, record=True)
+        self.network(x, stats)
+        return MomentsContext(tuple(stats.recorded))
+
+
+class _WholeImage(nn.Module):
+    """``model(x)`` with no context: models without size-dependent Python trace as they are."""
+
+    def __init__(self, model: EnhancementModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
 
 
 def tile_origin(x: torch.Tensor, height: int, width: int, origin: tuple[int, int] | None) -> tuple[int, int]:
     """Where tile ``x`` (N, C, h, w) sits in a ``height`` x ``width`` photo: ``origin``, or (0, 0) for the
-    whole photo. For models whose output depends on a pixel's position (``tile_origin = True``): a tile
+    whole photo. For models whose output depends on a pixel's position (``needs_origin``): a tile
     without its position would use the wrong part of the context, so it is refused, never guessed.
     """
     h, w = x.shape[-2:]

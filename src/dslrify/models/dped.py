@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dslrify.models.base import ContextInstanceNorm, EnhancementModel
+from dslrify.models.base import ContextInstanceNorm, ModelSpec, MomentsModel, MomentsPass
 
 # tf.image.rgb_to_grayscale's weights, which DPED applies before the discriminator.
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
@@ -37,38 +38,38 @@ class DPEDResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.norm2 = ContextInstanceNorm(channels, eps=DPED_IN_EPS)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.norm1(self.conv1(x)))
-        return F.relu(self.norm2(self.conv2(y))) + x
+    def forward(self, x: torch.Tensor, stats: MomentsPass) -> torch.Tensor:
+        y = F.relu(self.norm1(self.conv1(x), stats))
+        return F.relu(self.norm2(self.conv2(y), stats)) + x
 
 
-class DPEDGenerator(EnhancementModel):
-    """DPED's 12-layer residual generator: (N, 3, H, W) RGB [0, 1] -> (N, 3, H, W) in [-0.08, 1.08].
+class DPEDGenerator(MomentsModel):
+    """DPED's 12-layer residual generator: (N, 3, H, W) RGB [0, 1] -> (N, 3, H, W) in [0, 1].
 
-    DPED does not clamp: the output range is ``0.5 ± 0.58``; callers clamp when saving. Any H, W.
-    The eight instance norms are whole-image statistics, so tiles need ``compute_context``.
+    DPED's own output range is ``0.5 ± 0.58``; ``forward`` clamps it (the measuring protocol clamps
+    too, so scores are DPED's). Any H, W. The instance norms are whole-image statistics.
     ``channels`` and ``blocks`` default to DPED's 64 and 4 (401,475 parameters).
     """
 
-    receptive_field = 18  # 4 (9x9) + 8 x 1 (residual 3x3) + 2 x 1 (3x3) + 4 (9x9)
-    size_multiple = 1
-    # float32 at 64 channels is 256 B/pixel per tensor; about six are live at once (input of the block,
-    # conv output, normalised copy, ReLU output, the skip and autograd-free temporaries).
-    bytes_per_pixel = 1536
-
     def __init__(self, channels: int = 64, blocks: int = 4) -> None:
         super().__init__()
+        # Receptive field: 4 (9x9) + 2 x blocks (residual 3x3s) + 2 (3x3s) + 4 (9x9). Memory: float32 at
+        # 64 channels is 256 B/pixel per tensor; about six are live at once (input of the block, conv
+        # output, normalised copy, ReLU output, the skip and autograd-free temporaries).
+        self.spec = ModelSpec(
+            receptive_field=10 + 2 * blocks, bytes_per_pixel=24 * channels, context="moments"
+        )
         self.head = nn.Conv2d(3, channels, 9, padding=4)
         self.blocks = nn.ModuleList(DPEDResidualBlock(channels) for _ in range(blocks))
         self.conv10 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv11 = nn.Conv2d(channels, channels, 3, padding=1)
         self.tail = nn.Conv2d(channels, 3, 9, padding=4)
 
-    def enhance(self, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, stats: MomentsPass) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, H, W), ``tanh * 0.58 + 0.5`` (about [-0.08, 1.08])."""
         h = F.relu(self.head(x))
         for block in self.blocks:
-            h = block(h)
+            h = block(h, stats)
         h = F.relu(self.conv10(h))
         h = F.relu(self.conv11(h))
         return torch.tanh(self.tail(h)) * 0.58 + 0.5
@@ -97,8 +98,7 @@ class _SameConv(nn.Module):
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) -> (N, 1, H, W) with ``tf.image.rgb_to_grayscale``'s weights."""
-    w = x.new_tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
+    return kornia.color.rgb_to_grayscale(x, rgb_weights=x.new_tensor(GRAY_WEIGHTS))
 
 
 class DPEDDiscriminator(nn.Module):

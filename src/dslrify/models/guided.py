@@ -31,10 +31,12 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from dslrify.models.base import EnhancementModel, tile_origin
-from dslrify.models.bilateral import CHUNK_PIXELS, cell_coords
-from dslrify.models.unet import resize_long_side
+from dslrify.models.base import EnhancementModel, ModelSpec, tile_origin
+from dslrify.models.resize import resize_long_side, resize_long_side_exportable
+
+CHUNK_PIXELS = 1 << 17  # ~131k pixels per row chunk: a 12-channel float chunk (6 MB) stays in L2/L3
 
 # The 6 distinct entries (k, j) of a symmetric 3x3 matrix, row-major upper triangle.
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
@@ -49,6 +51,15 @@ class GuidedContext(NamedTuple):
     coef: torch.Tensor
     height: int
     width: int
+
+
+def cell_coords(start: int, count: int, full: int, cells: int, device: torch.device) -> torch.Tensor:
+    """Continuous coordinates on a ``cells``-long thumbnail axis of pixel centres ``start .. start+count-1``
+    of a ``full``-px axis. Cell ``i`` is centred on pixel position ``(i + 0.5) * full / cells``
+    (align_corners=False convention).
+    """
+    p = torch.arange(start, start + count, dtype=torch.float32, device=device)
+    return (p + 0.5) * (cells / full) - 0.5
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -121,13 +132,6 @@ class GuidedEnhancer(EnhancementModel):
     ``model.init``). ``radius`` and ``eps``: the filter's window radius (thumbnail pixels) and ridge.
     """
 
-    tile_origin = True  # a pixel's coefficients depend on where the tile sits in the photo
-    context_from_thumbnail = True
-    receptive_field = 0
-    size_multiple = 1
-    # Full resolution: the float32 output (12 B/px) plus row-chunk temporaries; margin for small photos.
-    bytes_per_pixel = 24
-
     def __init__(
         self,
         base: str = "ppcn-teacher",
@@ -145,10 +149,9 @@ class GuidedEnhancer(EnhancementModel):
             raise ValueError(f"base {base!r} must be an enhancement network")
         self.net = net
         self.context_size, self.radius, self.eps = context_size, radius, eps
-
-    @property
-    def uses_global_context(self) -> bool:
-        return True
+        # Pointwise at full resolution, but a pixel's coefficients depend on where the tile sits in the
+        # photo. Memory: the float32 output (12 B/px) plus row-chunk temporaries; margin for small photos.
+        self.spec = ModelSpec(bytes_per_pixel=24, context="thumbnail", needs_origin=True)
 
     def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
         """Start from a trained checkpoint of the base architecture (``model.init`` in a config)."""
@@ -175,7 +178,7 @@ class GuidedEnhancer(EnhancementModel):
             v = cell_coords(oy, r, ctx.height, hs, x.device).to(x.dtype) * (2 / max(hs - 1, 1)) - 1
             where = torch.stack([u.view(1, w).expand(r, w), v.view(r, 1).expand(r, w)], -1)
             coef = F.grid_sample(ctx.coef, where.expand(n, r, w, 2), "bilinear", "border", True)
-        return apply_coefficients(x, coef).clamp_(0, 1)
+        return apply_coefficients(x, coef)
 
     def _rows_separable(self, x: torch.Tensor, ctx: GuidedContext, oy: int, ox: int) -> torch.Tensor:
         """``_rows`` for inference on large photos, the same numbers up to float rounding, faster.
@@ -199,10 +202,10 @@ class GuidedEnhancer(EnhancementModel):
             y0 = apply_coefficients(band, cols[:, :, k0 : k0 + 1])
             y1 = apply_coefficients(band, cols[:, :, k1 : k1 + 1])
             torch.lerp(y0, y1, fy[a:b].view(1, 1, -1, 1), out=out[:, :, a:b])
-        return out.clamp_(0, 1)
+        return out
 
-    def forward(
-        self, x: torch.Tensor, context: GuidedContext | None = None, origin: tuple[int, int] | None = None
+    def enhance(
+        self, x: torch.Tensor, context: GuidedContext | None, origin: tuple[int, int] | None
     ) -> torch.Tensor:
         """(N, 3, H, W) -> (N, 3, H, W). ``x`` may be a tile at ``origin`` (y, x) of the context's photo."""
         ctx = self.compute_context(x) if context is None else context
@@ -214,6 +217,29 @@ class GuidedEnhancer(EnhancementModel):
         if needs_grad or torch.jit.is_tracing() or h * w <= CHUNK_PIXELS:
             return self._rows(x, ctx, *origin)
         return self._rows_separable(x, ctx, *origin)
+
+    def export_module(self) -> nn.Module:
+        return _GuidedForExport(self)
+
+
+class _GuidedForExport(nn.Module):
+    """``GuidedEnhancer.forward(x)`` with its thumbnail made by ``resize_long_side_exportable``.
+
+    The model sizes its thumbnail with Python arithmetic (frozen by a tracer); here the thumbnail
+    follows the input, the coefficients are computed from it as the model does (a thumbnail is never
+    resized again: its long side is at most ``context_size``), then given the full photo's size so that
+    they are resampled (GridSample) at full resolution.
+    """
+
+    def __init__(self, model: GuidedEnhancer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+        small = resize_long_side_exportable(x, self.model.context_size)
+        context = self.model.compute_context(small)._replace(height=x.shape[-2], width=x.shape[-1])
+        return self.model(x, context)
 
 
 def _neighbours(coord: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -24,13 +24,11 @@ All convolutions are stride 1 "SAME" (zero padding ``dilation * (k - 1) / 2`` pe
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dslrify.models.base import ContextInstanceNorm, EnhancementModel
+from dslrify.models.base import ContextInstanceNorm, ModelSpec, MomentsModel, MomentsPass
 
 CONTRAST = 1.2
 LRELU_SLOPE = 0.05
@@ -48,52 +46,23 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, LRELU_SLOPE)
 
 
-class _PPCNBase(EnhancementModel):
-    """Shared contrast step and context handling.
+class _PPCNBase(MomentsModel):
+    """Shared contrast step. Its channel mean is the first whole-image statistic (then the norms')."""
 
-    The context is ``{"channel_mean": (N, 3, 1, 1), "norms": [(mean, var), ...]}``: the input's
-    per-channel mean used by the contrast step, and every instance norm's statistics.
-    """
-
-    receptive_field = 10  # per axis: 3 (1x7 or 7x1) + 6 (dilated 7-tap) + 1 (3x3); teacher also 10
-    size_multiple = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._fixed_mean: torch.Tensor | None = None
-
-    def adjust_contrast(self, x: torch.Tensor) -> torch.Tensor:
-        """``tf.image.adjust_contrast(x, 1.2)`` on (N, 3, H, W); the mean is the context's if set."""
-        mean = self._fixed_mean if self._fixed_mean is not None else x.mean(dim=(2, 3), keepdim=True)
+    def adjust_contrast(self, x: torch.Tensor, stats: MomentsPass) -> torch.Tensor:
+        """``tf.image.adjust_contrast(x, 1.2)`` on (N, 3, H, W), with the whole photo's channel mean."""
+        mean, _ = stats(x)
         return (x - mean) * CONTRAST + mean
-
-    @property
-    def uses_global_context(self) -> bool:
-        return True  # the contrast step's channel mean, even without norms
-
-    def compute_context(self, x: torch.Tensor) -> dict[str, Any]:
-        """Whole-image statistics of ``x`` (N, 3, H, W): channel means and instance-norm statistics."""
-        norms = super().compute_context(x)  # one forward pass with x's own channel mean
-        return {"channel_mean": x.mean(dim=(2, 3), keepdim=True).detach(), "norms": norms}
-
-    def forward(self, x: torch.Tensor, context: dict[str, Any] | None = None) -> torch.Tensor:
-        if context is None:
-            return self.enhance(x)
-        self._fixed_mean = context["channel_mean"]
-        try:
-            with self._context_applied(context["norms"]):
-                return self.enhance(x)
-        finally:
-            self._fixed_mean = None
 
 
 class PPCNTeacher(_PPCNBase):
-    """PPCN's teacher: (N, 3, H, W) RGB [0, 1] -> (N, 3, H, W) in about [-0.08, 1.08] (not clamped)."""
-
-    bytes_per_pixel = 900  # measured: ~850 B per pixel above the input (1200x1200, inference mode)
+    """PPCN's teacher: (N, 3, H, W) RGB [0, 1] -> (N, 3, H, W) in [0, 1] (``forward`` clamps)."""
 
     def __init__(self) -> None:
         super().__init__()
+        # Receptive field per axis: 3 (1x7/7x1) + 1 + 1 + 2 + 2 (dilated 3x3) + 1 (3x3) = 10.
+        # Memory measured: ~850 B per pixel above the input (1200x1200, inference mode).
+        self.spec = ModelSpec(receptive_field=10, bytes_per_pixel=900, context="moments")
         self.conv0 = _conv(3, 16, 1, 7)
         self.conv1 = _conv(16, 16, 7, 1)
         self.conv2 = _conv(16, 32, 3, 3)
@@ -107,25 +76,26 @@ class PPCNTeacher(_PPCNBase):
         self.conv6 = _conv(32, 16, 1, 1)
         self.conv7 = _conv(16, 3, 3, 3)
 
-    def enhance(self, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, stats: MomentsPass) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, H, W), ``tanh * 0.58 + 0.5``."""
-        c0 = _lrelu(self.conv0(self.adjust_contrast(x)))
+        c0 = _lrelu(self.conv0(self.adjust_contrast(x, stats)))
         c1 = _lrelu(self.conv1(c0))
-        c2 = _lrelu(self.norm2(self.conv2(c1)))
-        c3 = self.norm3(self.conv3(c2)) + c1  # no activation before the skip add, as in the source
-        c4 = _lrelu(self.norm4(self.conv4(c3)))
-        c5 = self.norm5(self.conv5(c4)) + c3
+        c2 = _lrelu(self.norm2(self.conv2(c1), stats))
+        c3 = self.norm3(self.conv3(c2), stats) + c1  # no activation before the skip add, as in the source
+        c4 = _lrelu(self.norm4(self.conv4(c3), stats))
+        c5 = self.norm5(self.conv5(c4), stats) + c3
         c6 = _lrelu(self.conv6(torch.cat([c3, c5], dim=1)))
         return torch.tanh(self.conv7(c6)) * 0.58 + 0.5
 
 
 class PPCNStudent(_PPCNBase):
-    """PPCN's distilled student: (N, 3, H, W) RGB [0, 1] -> (N, 3, H, W) in about [-0.08, 1.08]."""
-
-    bytes_per_pixel = 384  # at most 16 channels (64 B/pixel float32), about six tensors live
+    """PPCN's distilled student: (N, 3, H, W) RGB [0, 1] -> (N, 3, H, W) in [0, 1]."""
 
     def __init__(self) -> None:
         super().__init__()
+        # Receptive field: 3 (1x7/7x1) + 6 (dilated 7-tap) + 1 (3x3) = 10 per axis. Memory: at most 16
+        # channels (64 B/pixel float32), about six tensors live.
+        self.spec = ModelSpec(receptive_field=10, bytes_per_pixel=384, context="moments")
         self.conv0 = _conv(3, 8, 1, 7)
         self.conv1 = _conv(8, 8, 7, 1)
         self.conv2 = _conv(8, 16, 1, 7, dilation=2)
@@ -134,10 +104,10 @@ class PPCNStudent(_PPCNBase):
         self.norm3 = ContextInstanceNorm(8, eps=PPCN_IN_EPS)
         self.conv4 = _conv(8, 3, 3, 3)
 
-    def enhance(self, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor, stats: MomentsPass) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, H, W), ``tanh * 0.58 + 0.5``."""
-        c0 = _lrelu(self.conv0(self.adjust_contrast(x)))
+        c0 = _lrelu(self.conv0(self.adjust_contrast(x, stats)))
         c1 = _lrelu(self.conv1(c0))
-        c2 = _lrelu(self.norm2(self.conv2(c1)))
-        c3 = _lrelu(self.norm3(self.conv3(c2))) + c1  # here the activation does precede the add
+        c2 = _lrelu(self.norm2(self.conv2(c1), stats))
+        c3 = _lrelu(self.norm3(self.conv3(c2), stats)) + c1  # here the activation does precede the add
         return torch.tanh(self.conv4(c3)) * 0.58 + 0.5

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dslrify.models.base import EnhancementModel
+from dslrify.models.base import EnhancementModel, ModelSpec
+from dslrify.models.resize import resize_long_side, resize_long_side_exportable
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -27,16 +28,6 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
         nn.Conv2d(c_out, c_out, 3, padding=1),
         nn.LeakyReLU(0.2, inplace=True),
     )
-
-
-def resize_long_side(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Area-downsample (N, C, H, W) so that max(H, W) <= size; smaller inputs are returned as they are."""
-    h, w = x.shape[-2:]
-    long = max(h, w)
-    if long <= size:
-        return x
-    scale = size / long
-    return F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
 
 
 class GlobalBranch(nn.Module):
@@ -64,13 +55,15 @@ class GlobalBranch(nn.Module):
 class ResidualUNet(EnhancementModel):
     """Global colour transform + U-Net residual. See the module docstring for shapes."""
 
-    bytes_per_pixel = 1024
-    context_from_thumbnail = True
-
     def __init__(self, width: int = 16, depth: int = 3, global_width: int = 32, context_size: int = 256):
         super().__init__()
         self.depth = depth
         self.context_size = context_size
+        # Receptive field: two 3x3 convs per level on each side of the bottleneck, at stride 2**level,
+        # plus strided convs; measured by gradient in the tests, rounded up.
+        self.spec = ModelSpec(
+            receptive_field=8 * 2**depth, size_multiple=2**depth, bytes_per_pixel=1024, context="thumbnail"
+        )
         self.global_branch = GlobalBranch(global_width)
         self.colour = nn.Linear(global_width, 12)  # 3x3 matrix + offset, a correction of the identity
         nn.init.zeros_(self.colour.weight)
@@ -93,28 +86,17 @@ class ResidualUNet(EnhancementModel):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    @property
-    def size_multiple(self) -> int:  # type: ignore[override]
-        return 2**self.depth
-
-    @property
-    def receptive_field(self) -> int:  # type: ignore[override]
-        # Two 3x3 convs per level on each side of the bottleneck, at stride 2**level, plus strided
-        # convs; measured by gradient in tests/test_models.py, rounded up.
-        return 8 * 2**self.depth
-
-    @property
-    def uses_global_context(self) -> bool:
-        return True
-
     def compute_context(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) whole photo -> (N, global_width) descriptor from a <= context_size copy."""
         return self.global_branch(resize_long_side(x, self.context_size))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def enhance(
+        self, x: torch.Tensor, context: torch.Tensor | None, origin: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, 3, H, W); ``context`` the whole photo's global vector (N, global_width)."""
         g = self.compute_context(x) if context is None else context
         n, _, h, w = x.shape
-        m = self.size_multiple
+        m = self.spec.size_multiple
         ph, pw = (-h) % m, (-w) % m
         xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x
 
@@ -131,4 +113,29 @@ class ResidualUNet(EnhancementModel):
             gamma, beta = self.film[i](g).chunk(2, dim=1)
             y = y * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
         out = base + self.tail(y)
-        return out[:, :, :h, :w].clamp(0, 1)
+        return out[:, :, :h, :w]
+
+    def export_module(self) -> nn.Module:
+        return _UNetForExport(self)
+
+
+class _UNetForExport(nn.Module):
+    """``ResidualUNet.forward(x)`` with its two size-dependent steps made traceable.
+
+    The thumbnail is ``resize_long_side_exportable`` (Python ``round``/``max`` would be frozen by a
+    tracer) and the reflect padding is always applied (by 0 to ``size_multiple - 1`` pixels), so the
+    model itself only ever sees multiples of its size multiple and takes its no-padding branch for
+    every input size. Same numbers as the model up to float summation order.
+    """
+
+    def __init__(self, model: ResidualUNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+        hw = torch._shape_as_tensor(x)[-2:]
+        pad = (-hw) % self.model.spec.size_multiple
+        g = self.model.global_branch(resize_long_side_exportable(x, self.model.context_size))
+        xp = F.pad(x, (0, pad[1], 0, pad[0]), mode="reflect")
+        return self.model(xp, g)[:, :, : hw[0], : hw[1]]
