@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from dslrify.errors import ModelError
+from dslrify.errors import ModelError, first_line
 from dslrify.files import atomic_path
 from dslrify.models import EnhancementModel, build_model
 
@@ -93,10 +93,9 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[EnhancementModel, dic
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
+        arch = config["architecture"]
         raise ModelError(
-            f"checkpoint {directory} does not fit architecture {config['architecture']!r}: {detail}",
+            f"checkpoint {directory} does not fit architecture {arch!r}: {first_line(e, lines=3)}",
             "the weights were saved for other arguments; check 'args' in config.json",
         ) from e
     model.eval()

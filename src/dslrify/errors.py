@@ -29,3 +29,14 @@ class DataError(DslrifyError):
 
 class OutputExistsError(PhotoError):
     """The output file exists and overwriting was not asked for (a batch counts it as skipped)."""
+
+
+def first_line(e: BaseException, limit: int = 300, lines: int = 1) -> str:
+    """The first line (or ``lines`` lines, joined) of an exception's text, cut at ``limit`` characters.
+
+    Some libraries append whole graphs or tables to their messages; a user gets one line. The
+    exception's type name stands in for an empty text.
+    """
+    text = [t.strip() for t in str(e).strip().splitlines()[:lines]]
+    line = " ".join(text) if text else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

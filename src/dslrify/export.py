@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dslrify.errors import DslrifyError, ModelError
+from dslrify.errors import DslrifyError, ModelError, first_line
 from dslrify.files import atomic_path
 from dslrify.models.base import EnhancementModel, ModelSpec
 
@@ -82,13 +82,6 @@ def _require_onnx() -> tuple[Any, Any]:
             f"ONNX export needs onnx and onnxruntime ({e.name} is missing)", INSTALL_ADVICE
         ) from e
     return onnx, onnxruntime
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    """The first line of an exception (the exporter appends whole graphs to some messages)."""
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @contextmanager
@@ -260,20 +253,20 @@ def export_onnx(
             try:
                 _export_once(module, tmp, version)
             except torch.onnx.OnnxExporterError as e:  # an op this opset lacks: try a later one
-                rejected[version] = _first_line(e)
+                rejected[version] = first_line(e)
                 # "Support for this operator was added in version 12": skip the opsets in between.
                 needed = re.search(r"added in version (\d+)", str(e))
                 skip_below = int(needed.group(1)) if needed else version + 1
                 continue
             except Exception as e:  # tracing itself failed: no opset will help
                 raise ModelError(
-                    f"cannot export {label} to ONNX: {_first_line(e)}", "run with --debug for the traceback"
+                    f"cannot export {label} to ONNX: {first_line(e)}", "run with --debug for the traceback"
                 ) from e
             try:
                 _add_metadata(onnx, tmp, net, architecture, label)
                 _session(tmp)  # onnxruntime may lack a kernel for some (op, opset) pair: try the next
             except Exception as e:  # onnx and onnxruntime errors share no base class
-                rejected[version] = f"onnx/onnxruntime rejected the graph: {_first_line(e)}"
+                rejected[version] = f"onnx/onnxruntime rejected the graph: {first_line(e)}"
                 continue
             diffs = check_parity(tmp, net, sizes)
             worst = max(diffs.values())
@@ -331,7 +324,7 @@ class OnnxModel(EnhancementModel):
             self.session = _session(self.path, providers)
         except Exception as e:  # onnxruntime raises its own (pybind) exception types
             raise ModelError(
-                f"cannot load {self.path} as an ONNX model: {_first_line(e, 160)}",
+                f"cannot load {self.path} as an ONNX model: {first_line(e, 160)}",
                 f"the file is damaged or not an ONNX model; {export_hint}",
             ) from e
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -365,7 +358,7 @@ class OnnxModel(EnhancementModel):
             (y,) = self.session.run([self.output_name], {self.input_name: array})
         except Exception as e:  # onnxruntime's own types; most often memory for a huge photo
             raise ModelError(
-                f"onnxruntime failed on a {array.shape[3]}x{array.shape[2]} image: {_first_line(e, 160)}",
+                f"onnxruntime failed on a {array.shape[3]}x{array.shape[2]} image: {first_line(e, 160)}",
                 "a photo too large to run whole needs --backend torch, which tiles it",
             ) from e
         return torch.from_numpy(y).to(x.device)
