@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -36,7 +36,6 @@ from dslrify.photo import (
 )
 from dslrify.zoo import resolve_model
 
-ImageT = TypeVar("ImageT")
 MIN_TILE = 64
 
 
@@ -138,7 +137,7 @@ class Enhancer:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
         if isinstance(model, EnhancementModel):
-            self.model, self.config = model, {}
+            self.model, self.config = model, dict[str, Any]()
             self.name = getattr(model, "label", type(model).__name__)
         else:
             self.model, self.config, self.name = resolve_model(model)
@@ -273,17 +272,21 @@ class Enhancer:
             known.append((mean.float()[..., None, None], var.float()[..., None, None]))
 
     # -- images -------------------------------------------------------------------------------
-    def enhance(self, image: ImageT) -> ImageT:
+    @overload
+    def enhance(self, image: np.ndarray) -> np.ndarray: ...
+    @overload
+    def enhance(self, image: Image.Image) -> Image.Image: ...
+    def enhance(self, image: np.ndarray | Image.Image) -> np.ndarray | Image.Image:
         """Enhance a PIL image or a numpy array (HxWx3/4 or HxW; uint8, uint16 or float in [0,1]).
 
         Returns the same type, mode, dtype and layout; alpha is passed through untouched.
         """
         if isinstance(image, np.ndarray):
             photo, dtype = from_array(image)
-            return to_array(photo, self.enhance_tensor(photo.pixels), dtype)  # type: ignore[return-value]
+            return to_array(photo, self.enhance_tensor(photo.pixels), dtype)
         if isinstance(image, Image.Image):
             photo = from_pil(image)
-            return to_pil(photo, self.enhance_tensor(photo.pixels))  # type: ignore[return-value]
+            return to_pil(photo, self.enhance_tensor(photo.pixels))
         raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
 
     def enhance_file(
@@ -343,7 +346,10 @@ class Enhancer:
                 yield self._finish(pending_write, on_done)
 
     @staticmethod
-    def _finish(pending, on_done) -> tuple[Path, Path, BaseException | None]:
+    def _finish(
+        pending: tuple[tuple[Path, Path], Future[Any], float],
+        on_done: Callable[[Path, Path, BaseException | None, float], None] | None,
+    ) -> tuple[Path, Path, BaseException | None]:
         (src, dst), future, start = pending
         error = None
         try:
