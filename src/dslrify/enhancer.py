@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
+from dslrify.batch import check_output
+from dslrify.errors import DslrifyError
 from dslrify.models import EnhancementModel
 from dslrify.photo import (
     DEFAULT_MAX_PIXELS,
@@ -310,16 +311,6 @@ class Enhancer:
         if on_done:
             on_done(src, dst, error, time.perf_counter() - start)
         return src, dst, error
-
-
-def check_output(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse to write over the input, or over an existing file without ``overwrite``."""
-    if dst.resolve() == src.resolve():
-        raise PhotoError(
-            f"{dst}: the output would replace its input", "use -o OUT_DIR or a non-empty --suffix"
-        )
-    if dst.exists() and not overwrite:
-        raise OutputExistsError(f"{dst} already exists", "pass --overwrite to replace it")
 
 
 def _shrink_to(x: torch.Tensor, max_pixels: float) -> torch.Tensor:
