@@ -62,6 +62,20 @@ def test_every_bad_option_is_one_error_line(option, photo, model_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--device", "gpu"],
+        ["serve", "--workers", "0"],
+        ["serve", "--port", "70000"],
+    ],
+)
+def test_bad_options_of_other_commands_are_one_error_line(args):
+    result = run(*args)
+    lines = error_lines(result)
+    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+
+
 def test_a_fifo_and_broken_links_fail_alone_and_the_rest_finishes(photo, model_dir, tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")

@@ -456,10 +456,14 @@ def pairs_build(
     name: Annotated[str, typer.Option(help="Phone folder name: OUT/NAME/training_data/NAME.")] = "phone",
     patch: Annotated[int, typer.Option(help="Patch size in phone pixels.")] = 100,
     stride: Annotated[int, typer.Option(help="Step between patches in phone pixels.")] = 50,
-    test_fraction: Annotated[float, typer.Option(help="Share of photo pairs held out for testing.")] = 0.1,
+    test_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of photo pairs held out for testing.")
+    ] = 0.1,
     match: Annotated[str, typer.Option(help="Pair by name (same stem), time (EXIF) or order.")] = "name",
     seed: Annotated[int, typer.Option(help="Seed of the test split.")] = 0,
-    max_error: Annotated[float, typer.Option(help="Drop patches misaligned by more than this (px).")] = 1.0,
+    max_error: Annotated[
+        float, typer.Option(min=0.0, help="Drop patches misaligned by more than this (px).")
+    ] = 1.0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT/NAME and OUT/report if they exist.")] = False,
 ) -> None:
     """Align phone/DSLR photo pairs and cut aligned patches into DPED's layout, with a report."""
@@ -479,7 +483,8 @@ def export_cmd(
     model: Annotated[str, typer.Argument(help="Model name (see `dslrify models`) or checkpoint folder.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write, e.g. model.onnx.")],
     opset: Annotated[
-        int | None, typer.Option(help="ONNX opset (9-20); default: the lowest the model needs.")
+        int | None,
+        typer.Option(min=9, max=20, help="ONNX opset (9-20); default: the lowest the model needs."),
     ] = None,
 ) -> None:
     """Export a model to ONNX (dynamic batch, height and width) and check it against PyTorch."""
@@ -500,17 +505,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback exposes the page.")] = (
         "127.0.0.1"
     ),
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     model: Annotated[
         str, typer.Option("--model", "-m", help="Model selected first (see `dslrify models`) or folder.")
     ] = "default",
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB (413 beyond).")] = 100,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.001, help="Largest upload accepted, in MB (413 beyond).")
+    ] = 100,
     max_pixels: Annotated[
-        int | None, typer.Option(help="Largest photo accepted, in pixels; default 50,000,000.")
+        int | None, typer.Option(min=1, help="Largest photo accepted, in pixels; default 50,000,000.")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Photos enhanced at the same time.")] = 1,
-    queue: Annotated[int, typer.Option(help="Photos waiting beyond those; more get 503 (busy).")] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    workers: Annotated[int, typer.Option(min=1, help="Photos enhanced at the same time.")] = 1,
+    queue: Annotated[int, typer.Option(min=0, help="Photos waiting beyond those; more get 503 (busy).")] = 8,
+    device: Annotated[str, typer.Option(callback=_device, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
     """Start a local web page: drop photos, compare before/after, download the results."""
     import ipaddress

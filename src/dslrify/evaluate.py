@@ -136,7 +136,7 @@ class EvaluationResult:
         """The summary as a rich table: PSNR and SSIM with their 95% intervals, MS-SSIM, ΔE00, speed, n."""
         table = Table(title=title)
         for col in ("model", "PSNR dB (95% CI)", "SSIM (95% CI)", "MS-SSIM", "ΔE00", "images/s", "n"):
-            table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
+            table.add_column(col, justify="left" if col == "model" else "right")
         for s in self.summaries:
             table.add_row(
                 s.model,
