@@ -164,7 +164,10 @@ def test_python_dash_m_dslrify_runs_the_command():
     assert result.returncode == 0 and result.stdout.startswith("dslrify "), result.stderr
 
 
-def test_sigterm_stops_a_batch_cleanly_and_says_what_was_finished(tmp_path, photo_array, model_dir):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_stops_a_batch_cleanly_and_says_what_was_finished(
+    signum, tmp_path, photo_array, model_dir
+):
     folder = tmp_path / "many"
     folder.mkdir()
     big = Image.fromarray(photo_array).resize((1024, 768))
@@ -179,7 +182,7 @@ def test_sigterm_stops_a_batch_cleanly_and_says_what_was_finished(tmp_path, phot
     assert proc.stderr is not None
     first = proc.stderr.readline()  # the first finished photo
     assert "->" in first, first
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, rest = proc.communicate(timeout=120)
     stderr = first + rest
     assert proc.returncode == 130, stderr
