@@ -8,88 +8,36 @@ under ``--debug``. User text (paths, advice) is printed as plain text, never as 
 from __future__ import annotations
 
 import functools
-import os
 import re
-import signal
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
 from dslrify import __version__
-from dslrify.errors import DslrifyError, OutputExistsError
-
-if TYPE_CHECKING:
-    from dslrify.batch import Job, OnResult, Plan
-
-try:  # recent typer carries its own copy of click
-    from typer._click import exceptions as click_errors
-except ImportError:  # pragma: no cover - typer before 0.2x uses click itself
-    from click import exceptions as click_errors  # type: ignore[no-redef]
+from dslrify.errors import DslrifyError
+from dslrify.shell import (
+    OneLineErrors,
+    batch_progress,
+    for_shell,
+    make_console,
+    say,
+    sigterm_as_interrupt,
+    train_progress,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 STATE = {"debug": False}
 
 
-def is_main_process() -> bool:
-    """False on every rank but 0 under ``torchrun`` (RANK set), so that one process reports."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def _console(stderr: bool = False) -> Console:
-    """Plain text (no highlighting); on a pipe or file no line wrapping, so paths and tables stay whole."""
-    # markup=False: a path like x[bold].jpg or advice like pip install 'dslrify[serve]' prints as it is.
-    quiet = not is_main_process()
-    console = Console(stderr=stderr, highlight=False, markup=False, quiet=quiet)
-    if not console.is_terminal:
-        console = Console(
-            stderr=stderr, highlight=False, markup=False, quiet=quiet, width=100_000, soft_wrap=True
-        )
-    return console
-
-
-out, err = _console(), _console(stderr=True)
-
-
-def say(console: Console, label: str, style: str, text: str) -> None:
-    """``label: text`` with only the label styled: ``text`` (paths, advice) is never read as markup."""
-    console.print(Text.assemble((f"{label}:", style), " ", text))
-
-
-def _for_shell(error: DslrifyError) -> str:
-    """The error in the CLI's words: the Python API's ``overwrite=True`` is ``--overwrite`` here."""
-    if isinstance(error, OutputExistsError):
-        return f"{error.message} — pass --overwrite to replace it"
-    return str(error)
-
-
-class _OneLineErrors(TyperGroup):
-    """Bad options and arguments are one ``error:`` line (click's usage errors, without a panel)."""
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
-        except click_errors.NoArgsIsHelpError as e:
-            e.show()
-            sys.exit(e.exit_code)
-        except click_errors.UsageError as e:
-            command = e.ctx.command_path if e.ctx else "dslrify"
-            say(_console(stderr=True), "error", "red", f"{e.format_message()} — see {command} --help")
-            sys.exit(e.exit_code)
-        except typer.Abort:
-            sys.exit(130)
-        sys.exit(code if isinstance(code, int) else 0)
+out, err = make_console(), make_console(stderr=True)
 
 
 app = typer.Typer(
-    cls=_OneLineErrors,
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Turn phone photos into DSLR-quality photos.",
@@ -106,7 +54,7 @@ def friendly(func: F) -> F:
         except DslrifyError as e:
             if STATE["debug"]:
                 raise
-            say(err, "error", "red", _for_shell(e))
+            say(err, "error", "red", for_shell(e))
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -127,7 +75,7 @@ def main(
 ) -> None:
     """dslrify: enhance photos, train and evaluate enhancement models."""
     global out, err
-    out, err = _console(), _console(stderr=True)  # the streams of this run (a test runner swaps them)
+    out, err = make_console(), make_console(stderr=True)  # the streams of this run (a test runner swaps them)
     STATE["debug"] = debug
 
 
@@ -135,20 +83,6 @@ def _device(value: str) -> str:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
         raise typer.BadParameter(f"{value!r} is not a device; choose auto, cpu, cuda, cuda:N or mps")
     return value
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl+C, so that a killed batch stops as cleanly as an interrupted one."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -202,7 +136,7 @@ def enhance(
     enhancer = Enhancer(
         engine, device=device, tile=tile, strength=strength, threads=threads, max_pixels=max_pixels, half=half
     )
-    with _batch_progress(enhancer.name, plan) as on_result, _sigterm_as_interrupt():
+    with batch_progress(err, enhancer.name, plan) as on_result, sigterm_as_interrupt():
         report = run_batch(enhancer, plan, quality=quality, overwrite=overwrite, on_result=on_result)
     if report.interrupted:
         for job in report.done:
@@ -221,39 +155,6 @@ def _engine(model: str, backend: str | None) -> Any:
 
         return OnnxModel(model)
     raise DslrifyError(f"--backend {backend!r} is not supported", "choose torch or onnxruntime")
-
-
-@contextmanager
-def _batch_progress(name: str, plan: Plan) -> Iterator[OnResult]:
-    """A progress line (photo name, count, elapsed time; also for one photo) and one line per result."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    jobs = plan.jobs
-    count = TextColumn("{task.completed}/{task.total}")
-    photo = TextColumn("{task.description}", markup=False)  # a file name is not markup
-    columns = [SpinnerColumn(), photo, BarColumn(), count, TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
-        state = {"next": 0}
-        task = progress.add_task("", total=len(jobs))
-
-        def describe() -> None:
-            if state["next"] < len(jobs):
-                progress.update(task, description=f"{name}: {jobs[state['next']].src.name}")
-
-        def on_result(job: Job | None, error: DslrifyError | None) -> None:
-            if job is not None:
-                state["next"] += 1
-                progress.advance(task)
-                describe()
-            if error is None and job is not None:
-                progress.console.print(Text(f"{job.src} -> {job.dst}"))
-            elif isinstance(error, OutputExistsError):
-                say(progress.console, "skipped", "yellow", _for_shell(error))
-            elif error is not None:
-                say(progress.console, "failed", "red", _for_shell(error))
-
-        describe()
-        yield on_result
 
 
 @app.command("models")
@@ -347,44 +248,6 @@ def evaluate(
             write(path)
 
 
-def _train_progress() -> tuple[Any, Callable[..., None]]:
-    """A rich progress bar (loss, step rate, ETA) fed by the trainer's events."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=err,
-    )
-    state: dict[str, Any] = {}
-
-    def on_event(kind: str, **data: Any) -> None:
-        if kind == "start":
-            progress.console.print(f"run folder: {data['run_dir']}\ndata: {data['data']}", highlight=False)
-            if "task" in state:
-                progress.remove_task(state["task"])
-            state["task"] = progress.add_task(
-                "training", total=data["total"], completed=data["start"], info=""
-            )
-        elif kind == "step":
-            info = f"loss {data['loss']:.4f}" + (
-                f" {data['steps_per_s']:.1f} step/s" if "steps_per_s" in data else ""
-            )
-            progress.update(state["task"], completed=data["step"], info=info)
-        elif kind == "validation":
-            progress.console.print(
-                f"step {data['step']}: validation PSNR {data['val_psnr']:.2f} dB, "
-                f"SSIM {data['val_ssim']:.4f} (best at step {data['best_step']})"
-            )
-        elif kind == "fold":
-            progress.console.print(f"fold {data['fold'] + 1}/{data['folds']}")
-
-    return progress, on_event
-
-
 @app.command()
 @friendly
 def train(
@@ -399,7 +262,7 @@ def train(
 
     if config is None and resume is None:
         raise DslrifyError("give a CONFIG.yaml or --resume RUN_DIR", "configs/paper.yaml is a good start")
-    progress, on_event = _train_progress()
+    progress, on_event = train_progress(err)
     with progress:
         result = run_training(config, set_, resume, on_event)
     best = result.best
@@ -427,7 +290,7 @@ def cv(
     """k-fold cross-validation on the training pairs; writes per-fold and mean ± std figures to cv.json."""
     from dslrify.train.cv import run_cv
 
-    progress, on_event = _train_progress()
+    progress, on_event = train_progress(err)
     with progress:
         summary = run_cv(config, folds, set_, output, on_event)
     for row in summary["folds"]:
