@@ -90,7 +90,8 @@ def test_existing_output_is_skipped_unless_overwrite(photos, model_dir):
     target = photos / "a_dslr.jpg"
     target.write_bytes(b"keep me")
     result = run("enhance", str(photos / "a.jpg"), "--model", str(model_dir))
-    assert result.exit_code != 0 and "skipped" in result.output
+    assert result.exit_code == 0, result.output  # skipping is not failing
+    assert "0 done, 1 skipped, 0 failed" in result.output and "pass --overwrite" in result.output
     assert target.read_bytes() == b"keep me"
     result = run("enhance", str(photos / "a.jpg"), "--model", str(model_dir), "--overwrite")
     assert result.exit_code == 0 and target.read_bytes() != b"keep me"
@@ -98,7 +99,7 @@ def test_existing_output_is_skipped_unless_overwrite(photos, model_dir):
 
 def test_empty_suffix_beside_input_is_refused(photos, model_dir):
     result = run("enhance", str(photos / "a.jpg"), "--suffix", "", "--model", str(model_dir))
-    assert_one_line_error(result, "replace the input")
+    assert_one_line_error(result, "would replace its input")
     assert (photos / "a.jpg").stat().st_size > 0
 
 
@@ -217,9 +218,9 @@ def test_phone_photo_with_orientation_xmp_and_adobe_rgb_comes_out_upright_with_a
 def test_recursive_glob_mirrors_like_the_folder(photos, tmp_path):
     from dslrify.batch import plan_jobs
 
-    by_glob = plan_jobs([str(photos / "**" / "*.jpg")], tmp_path / "o", recursive=True)
+    by_glob = plan_jobs([str(photos / "**" / "*.jpg")], tmp_path / "o", recursive=True).jobs
     by_folder = [
-        j for j in plan_jobs([str(photos)], tmp_path / "o", recursive=True) if j.src.suffix == ".jpg"
+        j for j in plan_jobs([str(photos)], tmp_path / "o", recursive=True).jobs if j.src.suffix == ".jpg"
     ]
     assert sorted(j.dst for j in by_glob) == sorted(j.dst for j in by_folder)
     assert (tmp_path / "o" / "sub" / "c_dslr.jpg") in {j.dst for j in by_glob}

@@ -154,3 +154,10 @@ def test_fast_model_tiles_match_the_whole_photo():
     tiled = Enhancer(model, device="cpu", tile=64).enhance_tensor(x)
     assert (whole - x).abs().max() > 0.01
     assert (tiled - whole).abs().max() <= 1 / 255
+
+
+def test_bad_threads_and_unknown_devices_are_one_line_errors():
+    with pytest.raises(DslrifyError, match="threads must be at least 1"):
+        Enhancer(random_unet(), threads=0)
+    with pytest.raises(DslrifyError, match="unknown device 'gpu'"):
+        Enhancer(random_unet(), device="gpu")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,56 @@ def test_identity_baseline_on_real_dped_test_patches_gives_the_readme_17_64_db()
     assert s.psnr_ci[0] < 17.64 < s.psnr_ci[1]
     assert s.ssim == pytest.approx(0.6906, abs=5e-4)  # measured here; SSIM 7-tap, sigma 1.5, RGB
     assert result.pair_names[:3] == ["0", "1", "2"]
+
+
+def test_the_result_writes_its_own_csv_json_and_table(tmp_path, same_pairs):
+    import csv
+
+    from rich.console import Console
+
+    result = evaluate({"identity": lambda x: x, "plus 26": offset(26)}, same_pairs)
+    result.write_csv(tmp_path / "summary.csv")
+    result.write_per_image_csv(tmp_path / "pairs.csv")
+    result.write_json(tmp_path / "summary.json")
+    with (tmp_path / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == ["identity", "plus 26"]
+    assert float(rows[1]["psnr"]) == pytest.approx(result.summary("plus 26").psnr)
+    with (tmp_path / "pairs.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 2 * len(same_pairs)
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(result.to_json()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv", "summary.csv", "summary.json"]
+
+    console = Console(width=200, record=True, markup=False)
+    console.print(result.table("toy"))
+    text = console.export_text()
+    s = result.summary("plus 26")
+    (row,) = [line for line in text.splitlines() if "plus 26" in line]
+    assert f"{s.psnr:.2f} ({s.psnr_ci[0]:.2f}–{s.psnr_ci[1]:.2f})" in row and f"{s.ms_ssim:.4f}" in row
+    (line,) = result.comparison_lines()
+    assert line.startswith("plus 26 − identity: PSNR")
+
+
+def test_the_evaluate_table_is_not_cut_when_output_is_not_a_terminal(tmp_path, photo_array):
+    from typer.testing import CliRunner
+
+    from conftest import random_unet
+    from dslrify.checkpoint import save_checkpoint
+    from dslrify.cli import app
+
+    for sub in ("input", "target"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(photo_array[: 32 + i, :32]).save(tmp_path / "data" / sub / f"{i}.png")
+    name = "a_model_with_a_rather_long_name_for_the_table"
+    args = {"width": 8, "depth": 3, "global_width": 16}
+    model = save_checkpoint(tmp_path / name, random_unet(), "unet", args, {"data": "test"})
+    cmd = ["evaluate", "--data", str(tmp_path / "data"), "--model", str(model), "--baseline", "identity"]
+    result = CliRunner().invoke(app, [*cmd, "--baseline", "auto-levels", "--csv", str(tmp_path / "s.csv")])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if name in line and "│" in line]
+    assert len(rows) == 1, result.output
+    assert re.search(r"\d+\.\d\d \(\d+\.\d\d–\d+\.\d\d\).*\d\.\d{4} \(\d\.\d{4}–\d\.\d{4}\)", rows[0]), rows[
+        0
+    ]
+    assert (tmp_path / "s.csv").is_file()

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dslrify.errors import DslrifyError, ModelError, OutputExistsError, PhotoError
+from dslrify.batch import check_output
+from dslrify.errors import DslrifyError, ModelError
 from dslrify.models import EnhancementModel
 from dslrify.models.base import Moments, MomentsContext, NormProbe
 from dslrify.photo import (
@@ -47,7 +48,10 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise DslrifyError(f"unknown device {device!r}", "use auto, cpu, cuda, cuda:N or mps") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DslrifyError(
             "--device cuda was asked for, but PyTorch sees no CUDA GPU", "use --device cpu or auto"
@@ -134,6 +138,8 @@ class Enhancer:
         if tile is not None and tile < 0:
             raise DslrifyError(f"tile must be >= 0, got {tile}")
         if threads is not None:
+            if threads < 1:
+                raise DslrifyError(f"threads must be at least 1, got {threads}", "omit it to use every core")
             torch.set_num_threads(threads)
         self.device = pick_device(device)
         if isinstance(model, EnhancementModel):
@@ -359,16 +365,6 @@ class Enhancer:
         if on_done:
             on_done(src, dst, error, time.perf_counter() - start)
         return src, dst, error
-
-
-def check_output(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse to write over the input, or over an existing file without ``overwrite``."""
-    if dst.resolve() == src.resolve():
-        raise PhotoError(
-            f"{dst}: the output would replace its input", "use -o OUT_DIR or a non-empty --suffix"
-        )
-    if dst.exists() and not overwrite:
-        raise OutputExistsError(f"{dst} already exists", "pass --overwrite to replace it")
 
 
 def _check_strength(strength: float) -> float:

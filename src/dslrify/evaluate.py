@@ -9,6 +9,8 @@ Summaries are means over pairs; PSNR and SSIM carry 95% percentile-bootstrap int
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import re
 import time
@@ -19,11 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from rich.table import Table
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from dslrify.errors import ModelError
+from dslrify.files import atomic_path
 from dslrify.metrics import (
     Interval,
     bootstrap_ci,
@@ -34,6 +37,7 @@ from dslrify.metrics import (
     quantize_8bit,
     ssim,
 )
+from dslrify.photo import write_image
 
 Model = Callable[[Tensor], Tensor]
 #: Per-pair metrics, in report order. delta_e is lower-is-better; the others higher-is-better.
@@ -115,6 +119,49 @@ class EvaluationResult:
                 rows.append(row)
         return rows
 
+    def write_json(self, path: str | Path) -> None:
+        """Write :meth:`to_json` to ``path`` (atomically)."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def write_csv(self, path: str | Path) -> None:
+        """Write the summary table, one row per model, as CSV (atomically)."""
+        _write_rows(Path(path), self.to_json()["models"])
+
+    def write_per_image_csv(self, path: str | Path) -> None:
+        """Write :meth:`per_image_rows` as CSV (atomically)."""
+        _write_rows(Path(path), self.per_image_rows())
+
+    def table(self, title: str) -> Table:
+        """The summary as a rich table: PSNR and SSIM with their 95% intervals, MS-SSIM, ΔE00, speed, n."""
+        table = Table(title=title)
+        for col in ("model", "PSNR dB (95% CI)", "SSIM (95% CI)", "MS-SSIM", "ΔE00", "images/s", "n"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for s in self.summaries:
+            table.add_row(
+                s.model,
+                f"{s.psnr:.2f} ({s.psnr_ci[0]:.2f}–{s.psnr_ci[1]:.2f})",
+                f"{s.ssim:.4f} ({s.ssim_ci[0]:.4f}–{s.ssim_ci[1]:.4f})",
+                f"{s.ms_ssim:.4f}",
+                f"{s.delta_e:.2f}",
+                f"{s.images_per_s:.1f}",
+                str(s.n),
+            )
+        return table
+
+    def comparison_lines(self) -> list[str]:
+        """One line per model after the first: its paired PSNR/SSIM difference from the first, 95% CI."""
+        names = [s.model for s in self.summaries]
+        lines = []
+        for other in names[1:]:
+            d = self.compare(other, names[0])
+            lines.append(
+                f"{other} − {names[0]}: PSNR {d['psnr'].mean:+.2f} dB "
+                f"({d['psnr'].low:+.2f} to {d['psnr'].high:+.2f}), "
+                f"SSIM {d['ssim'].mean:+.4f} ({d['ssim'].low:+.4f} to {d['ssim'].high:+.4f}), paired, 95% CI"
+            )
+        return lines
+
     def compare(self, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> dict[str, Interval]:
         """Paired differences ``a - b`` per metric over the same pairs, with 95% bootstrap intervals.
 
@@ -125,6 +172,13 @@ class EvaluationResult:
             self.summary(name)  # KeyError naming the models evaluated
         va, vb = self.values[a], self.values[b]
         return {m: paired_difference(va[m], vb[m], n_boot=n_boot, seed=seed) for m in METRICS}
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[list[int], Tensor, Tensor]]:
@@ -176,7 +230,7 @@ def make_strip(inp: Tensor, output: Tensor, target: Tensor, gap: int = 4) -> np.
 def save_strip(path: Path, inp: Tensor, output: Tensor, target: Tensor) -> None:
     """Write the comparison strip of one pair as PNG (lossless, so it shows exactly what was scored)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_strip(inp, output, target)).save(path, format="PNG")
+    write_image(path, make_strip(inp, output, target))
 
 
 def _slug(text: str) -> str:
@@ -258,3 +312,18 @@ def evaluate(
         pair_names=[str(getattr(dataset, "name", str)(i)) for i in range(total)],
         pair_paths=[tuple(map(str, paths_of(i))) if paths_of else ("", "") for i in range(total)],
     )
+
+
+def load_models(names: list[str], baselines: list[str], device: str = "auto") -> dict[str, Model]:
+    """Baselines (see :mod:`dslrify.baselines`) then models by name or folder, each built once.
+
+    A model is labelled with its name; two checkpoint folders with the same name keep their paths.
+    """
+    from dslrify.baselines import get_baseline
+    from dslrify.enhancer import Enhancer
+
+    models: dict[str, Model] = {b: get_baseline(b) for b in baselines}
+    for name in names:
+        enhancer = Enhancer(name, device=device)
+        models[enhancer.name if enhancer.name not in models else name] = enhancer.enhance_tensor
+    return models

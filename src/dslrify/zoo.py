@@ -58,7 +58,7 @@ MODELS: dict[str, ZooEntry] = {
             architecture="guided",
             args={"base": "ppcn-teacher", "context_size": 384, "radius": 4},
             weights="fast",
-            description="default's recipe, its network on a <=384 px thumbnail + guided filter (0.4 s/12 MP)",
+            description="default's recipe, its network on a <=384 px thumbnail + guided filter",
             training_data="DPED iPhone -> Canon (full DPED via PPCN's release) + 198 DPED training patches",
             licence="code MIT; weights derived from PPCN (Zheng222/PPCN, no licence file) and DPED data: "
             "non-commercial research use",

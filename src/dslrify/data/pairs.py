@@ -19,10 +19,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dslrify.errors import DataError, PhotoError
-from dslrify.photo import read_rgb
+from dslrify.photo import SUPPORTED_EXTENSIONS, read_rgb
 
-#: File name endings taken as images (compared lower-case).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+#: File name endings taken as images (compared lower-case): the formats photo.py reads, as everywhere.
+IMAGE_SUFFIXES = tuple(SUPPORTED_EXTENSIONS)
 
 
 def natural_key(name: str) -> tuple:
