@@ -24,6 +24,9 @@ class ModelConfig:
     architecture: str = "unet"
     args: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # a model name or checkpoint folder to start from (fine-tuning)
+    # How the Enhancer treats the photo's edges with this model (saved in config.json): "reflect" pads
+    # by the receptive field with the mirrored photo, so the edges get the centre's treatment (no frame).
+    borders: Literal["zero", "reflect"] = "reflect"
 
 
 @dataclass
