@@ -19,6 +19,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin, PngImageP
 from dslrify import photo as photo_mod
 from dslrify.errors import PhotoError
 from dslrify.photo import (
+    DEFAULT_MAX_PIXELS,
     SUPPORTED_EXTENSIONS,
     Photo,
     format_for_extension,
@@ -28,6 +29,7 @@ from dslrify.photo import (
     read_photo,
     to_array,
     to_pil,
+    unit_float,
     write_image,
     write_photo,
 )
@@ -78,7 +80,7 @@ def quadrant_colours(arr: np.ndarray) -> np.ndarray:
 
 
 def as_uint8(photo: Photo) -> np.ndarray:
-    return (photo.pixels[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return (unit_float(photo.pixels)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def as_bytes(value: str | bytes) -> bytes:
@@ -115,8 +117,8 @@ def test_round_trip_each_format(tmp_path, fmt):
     Image.fromarray(upright_pattern()).save(src, format=fmt)
     photo = read_photo(src)
     assert (photo.format, photo.mode, photo.bit_depth, photo.size) == (fmt, "RGB", 8, (64, 48))
-    assert photo.pixels.dtype == torch.float32 and photo.pixels.shape == (1, 3, 48, 64)
-    assert photo.pixels.is_contiguous() and photo.pixels.min() >= 0 and photo.pixels.max() <= 1
+    assert photo.pixels.dtype == torch.uint8 and photo.pixels.shape == (1, 3, 48, 64)  # native depth
+    assert photo.pixels.is_contiguous()
     dst = tmp_path / f"out{EXT[fmt]}"
     write_photo(dst, photo)
     with Image.open(dst) as out:
@@ -237,7 +239,7 @@ def test_rgba_png_alpha_passed_through_untouched(tmp_path):
     assert np.array_equal(photo.alpha, rgba[..., 3])
     assert np.array_equal(as_uint8(photo), rgba[..., :3])  # colour not premultiplied
     dst = tmp_path / "out.png"
-    write_photo(dst, photo, 1 - photo.pixels)
+    write_photo(dst, photo, 1 - unit_float(photo.pixels))
     with Image.open(dst) as out:
         assert out.mode == "RGBA"
         assert np.array_equal(np.asarray(out)[..., 3], rgba[..., 3])
@@ -280,10 +282,10 @@ def test_16bit_png_round_trip_keeps_full_precision(tmp_path):
     assert cv2.imwrite(str(src), cv2.cvtColor(grad, cv2.COLOR_RGB2BGR))
     photo = read_photo(src)
     assert photo.bit_depth == 16 and photo.mode == "RGB"
-    got = (photo.pixels[0].permute(1, 2, 0).double() * 65535).round().numpy()
-    assert np.abs(got - grad).max() == 0  # Pillow would have given multiples of 257
+    assert photo.pixels.dtype == torch.uint16
+    assert np.array_equal(photo.pixels[0].permute(1, 2, 0).numpy(), grad)  # Pillow: multiples of 257
     dst = tmp_path / "out.png"
-    write_photo(dst, photo, photo.pixels * 0.5 + 0.25)
+    write_photo(dst, photo, unit_float(photo.pixels) * 0.5 + 0.25)
     back = cv2.cvtColor(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
     assert back.dtype == np.uint16
     expected = np.round((grad.astype(np.float64) / 65535 * 0.5 + 0.25) * 65535)
@@ -441,7 +443,8 @@ def test_decompression_bomb_header_gets_our_limit_message(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_header_only(30000, 30000))  # Pillow alone would raise DecompressionBombError
     with pytest.raises(
-        PhotoError, match=r"30000 x 30000 = 900,000,000 pixels, more than the limit of 200,000,000"
+        PhotoError,
+        match=rf"30000 x 30000 = 900,000,000 pixels, more than the limit of {DEFAULT_MAX_PIXELS:,}",
     ):
         read_photo(path)
 
@@ -493,7 +496,7 @@ def make_bad(kind: str, tmp_path: Path) -> Path:
         ("empty", "is empty"),
         ("text", "not a photo dslrify can read"),
         ("corrupt", "not a photo dslrify can read"),
-        ("truncated", "cannot decode image"),
+        ("truncated", "is truncated"),
         ("truncated16", "cannot decode image"),
         ("bad_idat", "cannot decode image"),
     ],
@@ -753,7 +756,7 @@ def test_16bit_png_orientation_applied_once(tmp_path):
     photo.exif = exif_bytes(6)  # written as is: the file says "rotate me"
     write_photo(tmp_path / "in.png", photo)
     again = read_photo(tmp_path / "in.png")
-    got = (again.pixels[0].permute(1, 2, 0).double() * 65535).round().numpy()
+    got = again.pixels[0].permute(1, 2, 0).numpy()
     assert again.size == (6, 300) and np.array_equal(got, np.rot90(grad, -1))
 
 
@@ -790,3 +793,191 @@ def test_8bit_quantisation_on_torch_threads_gives_the_numpy_numbers():
     x = x[: x.numel() // 3 * 3].reshape(3, 1, -1)  # (3, 1, W): every value lands in some channel
     expected = np.ascontiguousarray(photo_mod._quantize(x.numpy(), np.dtype(np.uint8)).transpose(1, 2, 0))
     assert np.array_equal(photo_mod._quantize_rgb8(x), expected)
+
+
+# --- damaged and unusual files ------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def deflate_tiff16(tmp_path: Path, damage: str) -> Path:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, gradient16(32, 40), compression="zlib")
+    data = bytearray(buf.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        start, length = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    path = tmp_path / f"{damage}.tif"
+    if damage == "corrupt":
+        data[start + 10 : start + 30] = bytes(20)
+        path.write_bytes(bytes(data))
+    else:
+        path.write_bytes(bytes(data[: start + length // 2]))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+def test_damaged_deflate_16bit_tiff_is_a_photo_error(tmp_path, damage):
+    path = deflate_tiff16(tmp_path, damage)
+    with pytest.raises(PhotoError) as err:
+        read_photo(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_palette_png_without_plte_is_a_photo_error(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(noise(8, 8, 1)[..., 0]).convert("P").save(buf, format="PNG")
+    data = buf.getvalue()
+    at = data.index(b"PLTE") - 4
+    path = tmp_path / "no_palette.png"
+    path.write_bytes(data[:at] + data[at + 12 + struct.unpack(">I", data[at : at + 4])[0] :])
+    with pytest.raises(PhotoError, match="cannot decode image"):
+        read_photo(path)
+
+
+def test_output_that_is_a_symlink_loop_is_a_photo_error(tmp_path):
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    with pytest.raises(PhotoError, match="symbolic link loop") as err:
+        write_photo(tmp_path / "loop.jpg", from_array(noise())[0])
+    assert "\n" not in str(err.value)
+
+
+def jpeg_with_damaged_exif(path: Path, damage: str) -> Path:
+    buf = io.BytesIO()
+    Image.fromarray(upright_pattern()).save(buf, format="JPEG", exif=exif_bytes(6))
+    data = bytearray(buf.getvalue())
+    tiff = data.index(b"Exif\x00\x00") + 6
+    if damage == "header":
+        data[tiff : tiff + 2] = b"XX"  # byte order mark
+    else:
+        data[tiff + 4 : tiff + 8] = b"\x00\xff\xff\x00"  # IFD0 offset far outside the block
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["header", "offset"])
+def test_jpeg_with_damaged_exif_is_read_and_exif_dropped_with_one_warning(tmp_path, damage):
+    src = jpeg_with_damaged_exif(tmp_path / "in.jpg", damage)
+    with pytest.warns(photo_mod.PhotoWarning) as caught:
+        photo = read_photo(src)
+    assert photo.exif is None and photo.size == (64, 48)  # the orientation tag was unreadable too
+    assert len(caught) == 1 and str(src) in str(caught[0].message) and "EXIF" in str(caught[0].message)
+    write_photo(tmp_path / "out.jpg", photo)
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert "exif" not in out.info
+
+
+@pytest.mark.parametrize("profile", ["rgb", "garbage"])
+def test_cmyk_with_unusable_profile_converted_plainly_with_a_warning(tmp_path, profile):
+    src = tmp_path / "in.jpg"
+    cmyk = Image.new("CMYK", (8, 6), (10, 200, 30, 40))
+    cmyk.save(src, icc_profile=SRGB_ICC if profile == "rgb" else b"not a profile" * 20)
+    with pytest.warns(photo_mod.PhotoWarning, match="CMYK colour profile cannot be used"):
+        photo = read_photo(src)
+    with Image.open(src) as im:
+        assert np.abs(as_uint8(photo).astype(int) - np.asarray(im.convert("RGB"))).max() == 0
+    assert photo.icc_profile is None
+
+
+def test_16bit_png_with_exif_after_the_image_data_keeps_orientation_and_exif(tmp_path):
+    grad = gradient16(6, 300)
+    png = cv2.imencode(".png", cv2.cvtColor(grad, cv2.COLOR_RGB2BGR))[1].tobytes()
+    end = png.rindex(b"IEND") - 4
+    src = tmp_path / "late.png"
+    src.write_bytes(png[:end] + png_chunk(b"eXIf", exif_bytes(6).removeprefix(b"Exif\x00\x00")) + png[end:])
+    photo = read_photo(src)
+    assert photo.bit_depth == 16 and photo.size == (6, 300)
+    assert np.array_equal(photo.pixels[0].permute(1, 2, 0).numpy(), np.rot90(grad, -1))
+    tags = Image.Exif()
+    tags.load(photo.exif)
+    assert tags[271] == "TestCam" and tags[274] == 1
+    assert inspect_photo(src).width == 6
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_non_ascii_exif_text_survives_tiff_output(tmp_path, bits):
+    exif = Image.Exif()
+    exif[271] = "Café ✓".encode()  # cameras and editors store UTF-8 in ASCII-typed tags
+    photo = from_array(noise() if bits == 8 else gradient16(8, 64))[0]
+    photo.exif = exif.tobytes()
+    write_photo(tmp_path / "out.tif", photo)
+    with Image.open(tmp_path / "out.tif") as out:
+        assert out.getexif()[271].encode("latin-1").decode() == "Café ✓"
+
+
+def test_long_file_name_that_fits_is_written(tmp_path):
+    dst = tmp_path / ("p" * 245 + "_dslr.jpg")  # 254 bytes: the longest name ext4 allows
+    write_photo(dst, from_array(noise())[0])
+    assert [p.name for p in tmp_path.iterdir()] == [dst.name]
+
+
+def test_fifo_dangling_link_and_link_loop_are_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # opening it would block until a writer came
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    for name, message in [
+        ("pipe.jpg", "not a regular file"),
+        ("dangling.jpg", "symbolic link to a missing file"),
+        ("loop.jpg", "symbolic link loop"),
+    ]:
+        for reader in (read_photo, inspect_photo):
+            with pytest.raises(PhotoError, match=message) as err:
+                reader(tmp_path / name)
+            assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file_gets_permission_advice(tmp_path):
+    src = tmp_path / "private.jpg"
+    Image.fromarray(noise()).save(src)
+    src.chmod(0)
+    with pytest.raises(PhotoError, match="permission") as err:
+        read_photo(src)
+    assert "lack permission" in err.value.advice and "damaged" not in str(err.value)
+
+
+def test_permission_error_on_open_gets_permission_advice(tmp_path, monkeypatch):
+    src = tmp_path / "private.jpg"
+    Image.fromarray(noise()).save(src)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(src))
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(PhotoError) as err:
+        read_photo(src)
+    assert "lack permission" in err.value.advice and "damaged" not in str(err.value)
+
+
+def test_decoder_warnings_are_folded_into_one_photo_warning(tmp_path):
+    import warnings
+
+    src = jpeg_with_damaged_exif(tmp_path / "in.jpg", "offset")  # Pillow warns about it twice
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_photo(src)
+    assert [w.category for w in caught] == [photo_mod.PhotoWarning]
+
+
+def test_capture_time_from_exif_header_of_any_format(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    photo = from_array(noise())[0]
+    photo.exif = exif_bytes(6)
+    for name in ("a.jpg", "b.png", "c.tif", "d.webp"):
+        write_photo(tmp_path / name, photo)
+    photo.bit_depth = 16
+    write_photo(tmp_path / "e.png", photo)
+    (tmp_path / "none.png").write_bytes(png_header_only(4, 4))
+    jpeg_with_damaged_exif(tmp_path / "damaged.jpg", "header")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for name in ("a.jpg", "b.png", "c.tif", "d.webp", "e.png"):
+        assert photo_mod.capture_time(tmp_path / name) == datetime(2024, 5, 1, 11, 59, 58), name
+    for name in ("none.png", "damaged.jpg", "missing.jpg"):
+        assert photo_mod.capture_time(tmp_path / name) is None
