@@ -981,3 +981,131 @@ def test_capture_time_from_exif_header_of_any_format(tmp_path, monkeypatch):
         assert photo_mod.capture_time(tmp_path / name) == datetime(2024, 5, 1, 11, 59, 58), name
     for name in ("none.png", "damaged.jpg", "missing.jpg"):
         assert photo_mod.capture_time(tmp_path / name) is None
+
+
+# --- memory: native depth, truncation, implausible headers --------------------------------------------
+
+
+def test_unit_float_scales_each_depth_to_float32():
+    assert torch.equal(unit_float(torch.tensor([0, 51, 255], dtype=torch.uint8)), torch.tensor([0, 0.2, 1]))
+    u16 = torch.from_numpy(np.array([0, 13107, 65535], np.uint16))
+    assert torch.equal(unit_float(u16), torch.tensor([0, 0.2, 1]))
+    x = torch.tensor([0.25, 1.5], dtype=torch.float64)
+    assert unit_float(x).dtype == torch.float32 and torch.equal(unit_float(x), torch.tensor([0.25, 1.5]))
+    with pytest.raises(TypeError):
+        unit_float(torch.tensor([1], dtype=torch.int32))
+
+
+@pytest.mark.parametrize(("fmt", "bits"), [("PNG", 8), ("PNG", 16), ("TIFF", 16), ("JPEG", 8)])
+def test_integer_result_at_the_photos_depth_writes_like_its_float(tmp_path, fmt, bits):
+    photo = from_array(noise() if bits == 8 else gradient16(32, 40))[0]
+    native = photo.pixels.flip(-1) if bits == 8 else photo.pixels.to(torch.int32).flip(-1).to(torch.uint16)
+    write_photo(tmp_path / f"int{EXT[fmt]}", photo, native)
+    write_photo(tmp_path / f"float{EXT[fmt]}", photo, unit_float(native))
+    assert (tmp_path / f"int{EXT[fmt]}").read_bytes() == (tmp_path / f"float{EXT[fmt]}").read_bytes()
+    with pytest.raises(ValueError, match="integer pixels must be"):
+        write_photo(tmp_path / "x.png", photo, native.to(torch.int32))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_float_result_written_in_bands_gives_the_same_bytes(tmp_path, monkeypatch, mode):
+    photo = from_pil(Image.fromarray(noise(37, 29, 4 if mode == "RGBA" else 3)[..., : len(mode)].squeeze()))
+    result = torch.rand(1, 3, 37, 29, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    write_photo(tmp_path / "whole.png", photo, result)
+    monkeypatch.setattr(photo_mod, "_BAND_PIXELS", 100)  # 3 rows a band
+    write_photo(tmp_path / "bands.png", photo, result)
+    assert (tmp_path / "whole.png").read_bytes() == (tmp_path / "bands.png").read_bytes()
+    with Image.open(tmp_path / "bands.png") as out:
+        expected = np.rint(np.clip(result[0].permute(1, 2, 0).numpy(), 0, 1) * 255)
+        if mode == "RGB":
+            assert np.array_equal(np.asarray(out), expected.astype(np.uint8))
+
+
+def truncated_jpeg(path: Path) -> Path:
+    buf = io.BytesIO()
+    Image.fromarray(noise(128, 128)).save(buf, format="JPEG")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) * 2 // 3])
+    return path
+
+
+def test_truncated_file_refused_as_such_unless_allowed(tmp_path):
+    src = truncated_jpeg(tmp_path / "cut.jpg")
+    with pytest.raises(PhotoError, match="is truncated") as err:
+        read_photo(src)
+    assert "--allow-truncated" in err.value.advice
+    assert read_photo(src, allow_truncated=True).size == (128, 128)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # restored
+
+
+def jpeg_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.fromarray(noise(16, 16)).save(buf, format="JPEG", quality=50)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side", [7000, 10000])
+def test_tiny_file_claiming_a_huge_size_refused_before_decoding(tmp_path, monkeypatch, side):
+    src = jpeg_claiming(tmp_path / "claim.jpg", side, side)
+    assert src.stat().st_size < 2000
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for reader in (read_photo, inspect_photo):
+        with pytest.raises(PhotoError, match=f"claims {side} x {side} pixels in only"):
+            reader(src)
+
+
+def test_implausible_claim_decoded_when_truncation_allowed(tmp_path):
+    src = jpeg_claiming(tmp_path / "claim.jpg", 3000, 2000)  # 6 MP in ~1 kB
+    with pytest.raises(PhotoError, match="truncated or forged"):
+        read_photo(src)
+    photo = read_photo(src, allow_truncated=True)
+    assert photo.size == (3000, 2000) and photo.pixels.dtype == torch.uint8
+
+
+def test_16bit_pixels_count_twice_against_the_limit(tmp_path):
+    src = tmp_path / "deep.png"
+    cv2.imwrite(str(src), gradient16(10, 20))
+    with pytest.raises(PhotoError, match="at 16 bits they count twice"):
+        read_photo(src, max_pixels=399)
+    assert read_photo(src, max_pixels=400).size == (20, 10)
+
+
+PEAK_RSS = """
+import resource, sys
+import numpy as np
+from PIL import Image
+from dslrify.photo import read_photo, write_photo
+src, dst = sys.argv[1], sys.argv[2]
+photo = read_photo(src)
+write_photo(dst, photo, photo.pixels.clone())  # a result at the photo's depth, as the Enhancer gives
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", [7000, 10000])
+def test_large_photo_read_and_written_within_2_gb(tmp_path, side):
+    import subprocess
+
+    src = tmp_path / "big.jpg"
+    rng = np.random.default_rng(0)
+    row = rng.integers(0, 256, (1, side, 3), np.uint8)
+    Image.fromarray(np.repeat(row, side, 0)).save(src, quality=90)
+    env = {**os.environ, "PYTHONPATH": str(Path(photo_mod.__file__).parents[1])}
+    run = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(src), str(tmp_path / "out.jpg")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    peak = int(run.stdout.split()[-1])
+    assert peak <= 2 * 1024**3, f"peak RSS {peak / 1024**3:.2f} GB"

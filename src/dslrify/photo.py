@@ -12,15 +12,22 @@ Rules, in and out:
   ICC profile, wide-gamut ones included (Adobe RGB, Display P3, ProPhoto). Nothing is converted to
   sRGB, so no colour is clipped and a colour-managed viewer shows the result as it shows the source.
 * Bit depth: 16-bit PNG/TIFF are read at full precision (OpenCV/tifffile: Pillow reads 16-bit RGB PNG
-  as 8 bit), processed in float and written back at 16 bit as PNG/TIFF. JPEG/WebP output is 8 bit.
+  as 8 bit), kept as uint16 and written back at 16 bit as PNG/TIFF. JPEG/WebP output is 8 bit.
 * Grayscale (L, LA, I;16, 1): given to the model as RGB (gray repeated) and written back as grayscale,
   the Rec.601 luma of the result (as ``convert("L")``). 16-bit gray+alpha PNG is written as RGBA.
 * CMYK (JPEG/TIFF): converted to RGB through its ICC profile when it has one (the output is then
   tagged sRGB), else with Pillow's naive conversion (output untagged); always written as RGB.
 * Palette (P, PA): converted to RGB, or RGBA when it has transparency; written as RGB(A).
 * Alpha: never given to the model; passed through untouched, and dropped for JPEG (no alpha there).
-* Limits: a photo of more than ``max_pixels`` is refused from its header, before decoding.
-* Writes are atomic: a temporary file in the destination folder, then ``os.replace``.
+* Limits: a photo of more than ``max_pixels`` (16-bit ones count twice) is refused from its header,
+  before decoding, as is one whose header claims far more pixels than its file size can hold.
+  A truncated file is refused unless ``allow_truncated``.
+* Memory: ``Photo.pixels`` keeps the source's 8 or 16 bits; :func:`unit_float` makes float a tile at a
+  time, and writing converts float results a band of rows at a time.
+* Damage that viewers tolerate is repaired with one :class:`PhotoWarning` (damaged EXIF dropped, an
+  unusable CMYK profile ignored); anything else is a one-line PhotoError.
+* Writes are atomic (``files.atomic_path``): a temporary file in the destination folder, then a rename;
+  the format is always given to the encoder, never guessed from the temporary's name.
 """
 
 from __future__ import annotations
@@ -52,7 +59,12 @@ from PIL import Image, ImageCms, ImageFile, PngImagePlugin, UnidentifiedImageErr
 from dslrify.errors import PhotoError
 from dslrify.files import atomic_path
 
-DEFAULT_MAX_PIXELS = 200_000_000
+# Peak RSS stays under 2 GB on a CPU up to this size. Measured per pixel, over a ~0.25 GB process:
+# reading 8-bit ~10 bytes (Pillow's RGBX buffer 4 + its array 3 + our uint8 tensor 3), writing ~13
+# (source 3 + result 3 + encoder copies); 100 MP: 0.25 + 1.3 = 1.55 GB. While a model runs: source +
+# result 6 bytes + the Enhancer's 0.75 GB of tiles: 0.25 + 0.6 + 0.75 = 1.6 GB. 16-bit pixels count
+# twice (reading ~13, writing 16-bit PNG ~31 bytes a pixel): 50 MP at 16 bit, 0.25 + 1.55 = 1.8 GB.
+DEFAULT_MAX_PIXELS = 100_000_000
 SUPPORTED_EXTENSIONS: dict[str, str] = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -174,21 +186,17 @@ class PhotoInfo:
     bit_depth: int  # 8 or 16
 
 
-def inspect_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoInfo:
+def inspect_photo(
+    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, allow_truncated: bool = False
+) -> PhotoInfo:
     """The format, upright size and bit depth of a photo from its header (no pixels decoded).
 
-    Raises the PhotoError that :func:`read_photo` would for a missing, empty, unreadable, unsupported or
-    too large file.
+    Raises the PhotoError that :func:`read_photo` would for a missing, empty, unreadable, unsupported,
+    too large or (without ``allow_truncated``) implausibly small file.
     """
     path = Path(path)
-    with _opened(path, max_pixels) as (im, fmt):
-        try:
-            bits = _bit_depth(path, im, fmt)
-            orientation = _metadata(im)[2]
-        except PhotoError as e:
-            raise PhotoError(f"{path}: {e.message}", e.advice) from e
-        except _DECODE_ERRORS as e:
-            raise _decode_error(path, e) from e
+    with _opened(path, max_pixels, allow_truncated) as (im, fmt, bits):
+        orientation = _metadata(im)[2]  # damaged EXIF: orientation 1, as read_photo
         w, h = im.size
         return PhotoInfo(fmt, *((h, w) if orientation in (5, 6, 7, 8) else (w, h)), bits)
 
@@ -199,7 +207,7 @@ def capture_time(path: str | os.PathLike) -> datetime | None:
     None without either, or when the file or its EXIF cannot be read. Reads the header only.
     """
     try:
-        with _opened(Path(path), max_pixels=sys.maxsize, allow_truncated=True) as (im, _):
+        with _opened(Path(path), max_pixels=sys.maxsize, allow_truncated=True) as (im, _, _):
             tags = _exif(im)[1]
             sub = tags.get(0x8769)  # a TIFF's own IFD gives the Exif sub-IFD as a dict already
             sub = sub if isinstance(sub, dict) else tags.get_ifd(0x8769)
@@ -225,9 +233,9 @@ def read_photo(
     come out as one :class:`PhotoWarning`.
     """
     path = Path(path)
-    with _opened(path, max_pixels, allow_truncated) as (im, fmt):
+    with _opened(path, max_pixels, allow_truncated) as (im, fmt, bits):
         try:
-            if _bit_depth(path, im, fmt) == 16:
+            if bits == 16:
                 arr, icc = _read16(path, fmt), im.info.get("icc_profile")
             else:
                 arr, icc = _pil_pixels(im)  # TIFF: Pillow applies and deletes the orientation itself
@@ -292,8 +300,11 @@ def _check_file(path: Path) -> None:
 
 
 @contextmanager
-def _opened(path: Path, max_pixels: int, allow_truncated: bool = False) -> Iterator[tuple[Image.Image, str]]:
-    """The opened image (header read, no pixels) and its format, after every check made before decoding.
+def _opened(
+    path: Path, max_pixels: int, allow_truncated: bool = False
+) -> Iterator[tuple[Image.Image, str, int]]:
+    """The opened image (header read, no pixels), its format and bit depth, after every check made
+    before decoding. A 16-bit photo counts twice against ``max_pixels`` (it takes twice the memory).
 
     Meanwhile Pillow's own pixel limit is off (``max_pixels`` governs), truncated data is decoded only
     with ``allow_truncated``, and warnings are collected, during the decode in the block too; they come
@@ -311,10 +322,15 @@ def _opened(path: Path, max_pixels: int, allow_truncated: bool = False) -> Itera
                 raise PhotoError(
                     f"{path} is a {im.format} image, which dslrify does not read", "convert it to PNG"
                 )
+            try:
+                bits = _bit_depth(path, im, fmt)
+            except PhotoError as e:
+                raise PhotoError(f"{path}: {e.message}", e.advice) from e
             w, h = im.size
-            if w * h > max_pixels:  # from the header: nothing decoded yet
+            if w * h * (bits // 8) > max_pixels:  # from the header: nothing decoded yet
+                twice = "; at 16 bits they count twice" if bits == 16 else ""
                 raise PhotoError(
-                    f"{path} is {w} x {h} = {w * h:,} pixels, more than the limit of {max_pixels:,}",
+                    f"{path} is {w} x {h} = {w * h:,} pixels{twice}, more than the limit of {max_pixels:,}",
                     "raise --max-pixels if you trust this file",
                 )
             size = path.stat().st_size
@@ -325,7 +341,7 @@ def _opened(path: Path, max_pixels: int, allow_truncated: bool = False) -> Itera
                 )
             if fmt == "PNG" and "exif" not in im.info:
                 _find_png_exif(path, im)
-            yield im, fmt
+            yield im, fmt, bits
     _fold_warnings(path, caught)
 
 
@@ -735,7 +751,8 @@ def _compose(photo: Photo, pixels: torch.Tensor | None, dtype: np.dtype, keep_al
     h, w = px.shape[1:]
     gray = photo.mode in _GRAY_MODES
     if not gray and px.dtype == {np.uint8: torch.uint8, np.uint16: torch.uint16}.get(dtype.type):
-        out = px.cpu().permute(1, 2, 0).contiguous().numpy()  # the samples themselves, one copy
+        out = np.empty((h, w, 3), dtype)  # a copy of its own, which the encoder may reorder in place
+        out[...] = px.cpu().permute(1, 2, 0).numpy()
     else:
         out = np.empty((h, w) if gray else (h, w, 3), dtype)
         rows = max(1, _BAND_PIXELS // max(w, 1))
@@ -809,7 +826,7 @@ def _encode(f: BinaryIO, arr: np.ndarray, photo: Photo, fmt: str, quality: int, 
     exif, icc, xmp = photo.exif, photo.icc_profile, photo.xmp
     if arr.dtype == np.uint16:
         if fmt == "PNG":
-            f.write(_png16(arr, exif, icc, xmp))
+            _png16(f, arr, exif, icc, xmp)
         else:
             _tiff16(f, arr, exif, icc, xmp)
         return
@@ -860,12 +877,13 @@ def _raw_text(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
-def _png16(arr: np.ndarray, exif: bytes | None, icc: bytes | None, xmp: bytes | None) -> bytes:
-    """16-bit PNG by OpenCV (Pillow cannot), with iCCP/eXIf/iTXt chunks inserted after IHDR."""
+def _png16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes | None, xmp: bytes | None) -> None:
+    """16-bit PNG by OpenCV (Pillow cannot) into ``f``, with iCCP/eXIf/iTXt chunks after IHDR."""
     if arr.ndim == 3 and arr.shape[2] == 2:  # OpenCV writes no gray+alpha: expand to RGBA
         arr = arr[..., [0, 0, 0, 1]]
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    if arr.ndim == 3:  # in place: ``arr`` is write_photo's own copy (6 bytes a pixel saved)
+        code = cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        arr = cv2.cvtColor(arr, code, dst=arr) if arr.flags.owndata else cv2.cvtColor(arr, code)
     ok, buf = cv2.imencode(".png", arr)
     if not ok:
         raise OSError("OpenCV could not encode the 16-bit PNG")
@@ -880,8 +898,10 @@ def _png16(arr: np.ndarray, exif: bytes | None, icc: bytes | None, xmp: bytes | 
         extra += chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))
     if xmp:
         extra += chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
-    png = buf.tobytes()
-    return png[:33] + extra + png[33:]  # 33 = signature (8) + IHDR chunk (4 + 4 + 13 + 4)
+    png = memoryview(buf)  # no copy of the encoded photo
+    f.write(png[:33])  # 33 = signature (8) + IHDR chunk (4 + 4 + 13 + 4)
+    f.write(extra)
+    f.write(png[33:])
 
 
 def _tiff16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes | None, xmp: bytes | None) -> None:
