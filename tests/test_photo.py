@@ -33,6 +33,7 @@ from dslrify.photo import (
     write_image,
     write_photo,
 )
+from inputs_gen import pattern
 
 SHARED = Path("/work/shared/data")
 XMP = (
@@ -65,12 +66,7 @@ def exif_bytes(orientation: int | None = None) -> bytes:
 
 def upright_pattern(h: int = 48, w: int = 64) -> np.ndarray:
     """Four flat quadrants, all different: any rotation or flip shows."""
-    img = np.zeros((h, w, 3), np.uint8)
-    img[: h // 2, : w // 2] = (255, 0, 0)
-    img[: h // 2, w // 2 :] = (0, 255, 0)
-    img[h // 2 :, : w // 2] = (0, 0, 255)
-    img[h // 2 :, w // 2 :] = (255, 255, 255)
-    return img
+    return pattern(h, w)
 
 
 def quadrant_colours(arr: np.ndarray) -> np.ndarray:

@@ -197,7 +197,8 @@ def inspect_photo(
     path = Path(path)
     with _opened(path, max_pixels, allow_truncated) as (im, fmt, bits):
         orientation = _metadata(im)[2]  # damaged EXIF: orientation 1, as read_photo
-        w, h = im.size
+        # Pillow gives a TIFF's size already turned by its orientation: take the stored one.
+        w, h = (im.tag_v2.get(256, im.width), im.tag_v2.get(257, im.height)) if fmt == "TIFF" else im.size
         return PhotoInfo(fmt, *((h, w) if orientation in (5, 6, 7, 8) else (w, h)), bits)
 
 
@@ -701,8 +702,10 @@ def _exif(im: Image.Image) -> tuple[bytes | None, Image.Exif]:
         elif im.format == "TIFF":  # EXIF tags live in the TIFF's own IFD, among its pixel-layout tags
             tiff_tags = im.getexif()
             for tag, value in tiff_tags.items():
-                if tag not in _TIFF_LAYOUT_TAGS:
-                    tags[tag] = tiff_tags.get_ifd(tag) if tag in (0x8769, 0x8825) else value
+                if tag in (0x8769, 0x8825):
+                    tags[tag] = tiff_tags.get_ifd(tag)
+                elif tag not in _TIFF_LAYOUT_TAGS:  # text as its bytes, which tobytes() keeps
+                    tags[tag] = _raw_text(value) if isinstance(value, str) else value
             exif = tags.tobytes() if len(tags) else None
     return exif, tags
 
