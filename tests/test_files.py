@@ -72,3 +72,11 @@ def test_first_write_into_a_folder_removes_stale_temporaries_once(tmp_path, monk
     with atomic_path(tmp_path / "b.png") as tmp:
         tmp.write_bytes(b"b")
     assert stale.exists()
+
+
+def test_real_path_resolves_links_and_survives_loops(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "photo.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    assert files.real_path(tmp_path / "link.jpg") == files.real_path(tmp_path / "photo.jpg")
+    assert files.real_path(tmp_path / "loop.jpg").name == "loop.jpg"  # Path.resolve() raises here

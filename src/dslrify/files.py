@@ -42,6 +42,15 @@ def atomic_path(dst: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """``path`` with symbolic links resolved, for comparing paths (is this output one of the inputs?).
+
+    Unlike ``Path.resolve()`` on Python < 3.13, it never raises on a symbolic link loop: the looping
+    part stays as it is, and reading or writing it later gives the error.
+    """
+    return Path(os.path.realpath(path))
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Delete dslrify's temporaries in ``folder`` whose process has ended; return what was deleted.
 
