@@ -58,9 +58,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     runs (a running writer, ours or another user's, keeps its file). A folder that cannot be listed is
     left alone: the write that follows reports the real problem.
     """
-    removed = []
+    removed: list[Path] = []
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(os.fspath(folder)))
     except OSError:
         return removed
     for entry in entries:

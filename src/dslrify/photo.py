@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -198,7 +198,8 @@ def inspect_photo(
     with _opened(path, max_pixels, allow_truncated) as (im, fmt, bits):
         orientation = _metadata(im)[2]  # damaged EXIF: orientation 1, as read_photo
         # Pillow gives a TIFF's size already turned by its orientation: take the stored one.
-        w, h = (im.tag_v2.get(256, im.width), im.tag_v2.get(257, im.height)) if fmt == "TIFF" else im.size
+        stored = getattr(im, "tag_v2", {})  # TIFF tags: ImageWidth, ImageLength
+        w, h = (stored.get(256, im.width), stored.get(257, im.height)) if fmt == "TIFF" else im.size
         return PhotoInfo(fmt, *((h, w) if orientation in (5, 6, 7, 8) else (w, h)), bits)
 
 
@@ -559,8 +560,9 @@ def _bit_depth(path: Path, im: Image.Image, fmt: str) -> int:
         with open(path, "rb") as f:
             return 16 if f.read(25)[24:25] == b"\x10" else 8  # IHDR bit-depth byte
     if fmt == "TIFF":
-        bits = im.tag_v2.get(258, 8)
-        sample_format = im.tag_v2.get(339, 1)  # 1: unsigned integer; 2: signed; 3: float
+        tags = getattr(im, "tag_v2", {})
+        bits = tags.get(258, 8)
+        sample_format = tags.get(339, 1)  # 1: unsigned integer; 2: signed; 3: float
         bits = max(bits) if isinstance(bits, tuple) else int(bits)
         if bits > 16 or max(sample_format if isinstance(sample_format, tuple) else (sample_format,)) != 1:
             raise PhotoError(f"{bits}-bit or floating-point TIFF is not supported", "save it as 8- or 16-bit")
@@ -576,20 +578,19 @@ def _read16(path: Path, fmt: str) -> np.ndarray:
         arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
         if arr is None:
             raise ValueError("OpenCV could not decode the 16-bit PNG")
-        if arr.ndim == 3:
-            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        if arr.ndim == 3:  # in place: no second copy of the photo
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB, dst=arr)
         return arr
     with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
+        page = tif.pages.first
         arr = page.asarray()
         if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and arr.ndim == 3:
             arr = np.moveaxis(arr, 0, -1)
-        if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        photometric = tifffile.PHOTOMETRIC(page.photometric)
+        if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
             arr = 65535 - arr
-        elif page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
-            raise PhotoError(
-                f"16-bit {page.photometric.name} TIFF is not supported", "convert it to RGB first"
-            )
+        elif photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+            raise PhotoError(f"16-bit {photometric.name} TIFF is not supported", "convert it to RGB first")
     return arr.astype(np.uint16, copy=False)
 
 
@@ -901,7 +902,7 @@ def _png16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes | None, 
         extra += chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))
     if xmp:
         extra += chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
-    png = memoryview(buf)  # no copy of the encoded photo
+    png = buf.reshape(-1).data  # a memoryview: no copy of the encoded photo
     f.write(png[:33])  # 33 = signature (8) + IHDR chunk (4 + 4 + 13 + 4)
     f.write(extra)
     f.write(png[33:])
@@ -909,7 +910,7 @@ def _png16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes | None, 
 
 def _tiff16(f: BinaryIO, arr: np.ndarray, exif: bytes | None, icc: bytes | None, xmp: bytes | None) -> None:
     """16-bit TIFF by tifffile with ICC (34675), XMP (700) and the main EXIF tags."""
-    extratags = [(700, "B", len(xmp), xmp, True)] if xmp else []
+    extratags: list[tuple[int, str, int, Any, bool]] = [(700, "B", len(xmp), xmp, True)] if xmp else []
     if exif:
         tags = Image.Exif()
         tags.load(exif)
