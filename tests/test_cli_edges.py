@@ -196,3 +196,9 @@ def test_sigterm_or_ctrl_c_stops_a_batch_cleanly_and_says_what_was_finished(
     for path in written:
         with Image.open(path) as im:
             im.load()  # complete files only
+
+
+def test_the_cli_default_pixel_limit_is_the_libraries():
+    from dslrify import cli, photo
+
+    assert cli.MAX_PIXELS == photo.DEFAULT_MAX_PIXELS

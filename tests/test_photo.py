@@ -19,6 +19,7 @@ from PIL import Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin, PngImageP
 from dslrify import photo as photo_mod
 from dslrify.errors import PhotoError
 from dslrify.photo import (
+    DEFAULT_MAX_PIXELS,
     SUPPORTED_EXTENSIONS,
     Photo,
     format_for_extension,
@@ -28,9 +29,11 @@ from dslrify.photo import (
     read_photo,
     to_array,
     to_pil,
+    unit_float,
     write_image,
     write_photo,
 )
+from inputs_gen import pattern
 
 SHARED = Path("/work/shared/data")
 XMP = (
@@ -63,12 +66,7 @@ def exif_bytes(orientation: int | None = None) -> bytes:
 
 def upright_pattern(h: int = 48, w: int = 64) -> np.ndarray:
     """Four flat quadrants, all different: any rotation or flip shows."""
-    img = np.zeros((h, w, 3), np.uint8)
-    img[: h // 2, : w // 2] = (255, 0, 0)
-    img[: h // 2, w // 2 :] = (0, 255, 0)
-    img[h // 2 :, : w // 2] = (0, 0, 255)
-    img[h // 2 :, w // 2 :] = (255, 255, 255)
-    return img
+    return pattern(h, w)
 
 
 def quadrant_colours(arr: np.ndarray) -> np.ndarray:
@@ -78,7 +76,7 @@ def quadrant_colours(arr: np.ndarray) -> np.ndarray:
 
 
 def as_uint8(photo: Photo) -> np.ndarray:
-    return (photo.pixels[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return (unit_float(photo.pixels)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def as_bytes(value: str | bytes) -> bytes:
@@ -115,8 +113,8 @@ def test_round_trip_each_format(tmp_path, fmt):
     Image.fromarray(upright_pattern()).save(src, format=fmt)
     photo = read_photo(src)
     assert (photo.format, photo.mode, photo.bit_depth, photo.size) == (fmt, "RGB", 8, (64, 48))
-    assert photo.pixels.dtype == torch.float32 and photo.pixels.shape == (1, 3, 48, 64)
-    assert photo.pixels.is_contiguous() and photo.pixels.min() >= 0 and photo.pixels.max() <= 1
+    assert photo.pixels.dtype == torch.uint8 and photo.pixels.shape == (1, 3, 48, 64)  # native depth
+    assert photo.pixels.is_contiguous()
     dst = tmp_path / f"out{EXT[fmt]}"
     write_photo(dst, photo)
     with Image.open(dst) as out:
@@ -237,7 +235,7 @@ def test_rgba_png_alpha_passed_through_untouched(tmp_path):
     assert np.array_equal(photo.alpha, rgba[..., 3])
     assert np.array_equal(as_uint8(photo), rgba[..., :3])  # colour not premultiplied
     dst = tmp_path / "out.png"
-    write_photo(dst, photo, 1 - photo.pixels)
+    write_photo(dst, photo, 1 - unit_float(photo.pixels))
     with Image.open(dst) as out:
         assert out.mode == "RGBA"
         assert np.array_equal(np.asarray(out)[..., 3], rgba[..., 3])
@@ -280,10 +278,10 @@ def test_16bit_png_round_trip_keeps_full_precision(tmp_path):
     assert cv2.imwrite(str(src), cv2.cvtColor(grad, cv2.COLOR_RGB2BGR))
     photo = read_photo(src)
     assert photo.bit_depth == 16 and photo.mode == "RGB"
-    got = (photo.pixels[0].permute(1, 2, 0).double() * 65535).round().numpy()
-    assert np.abs(got - grad).max() == 0  # Pillow would have given multiples of 257
+    assert photo.pixels.dtype == torch.uint16
+    assert np.array_equal(photo.pixels[0].permute(1, 2, 0).numpy(), grad)  # Pillow: multiples of 257
     dst = tmp_path / "out.png"
-    write_photo(dst, photo, photo.pixels * 0.5 + 0.25)
+    write_photo(dst, photo, unit_float(photo.pixels) * 0.5 + 0.25)
     back = cv2.cvtColor(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
     assert back.dtype == np.uint16
     expected = np.round((grad.astype(np.float64) / 65535 * 0.5 + 0.25) * 65535)
@@ -441,7 +439,8 @@ def test_decompression_bomb_header_gets_our_limit_message(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_header_only(30000, 30000))  # Pillow alone would raise DecompressionBombError
     with pytest.raises(
-        PhotoError, match=r"30000 x 30000 = 900,000,000 pixels, more than the limit of 200,000,000"
+        PhotoError,
+        match=rf"30000 x 30000 = 900,000,000 pixels, more than the limit of {DEFAULT_MAX_PIXELS:,}",
     ):
         read_photo(path)
 
@@ -493,7 +492,7 @@ def make_bad(kind: str, tmp_path: Path) -> Path:
         ("empty", "is empty"),
         ("text", "not a photo dslrify can read"),
         ("corrupt", "not a photo dslrify can read"),
-        ("truncated", "cannot decode image"),
+        ("truncated", "is truncated"),
         ("truncated16", "cannot decode image"),
         ("bad_idat", "cannot decode image"),
     ],
@@ -753,7 +752,7 @@ def test_16bit_png_orientation_applied_once(tmp_path):
     photo.exif = exif_bytes(6)  # written as is: the file says "rotate me"
     write_photo(tmp_path / "in.png", photo)
     again = read_photo(tmp_path / "in.png")
-    got = (again.pixels[0].permute(1, 2, 0).double() * 65535).round().numpy()
+    got = again.pixels[0].permute(1, 2, 0).numpy()
     assert again.size == (6, 300) and np.array_equal(got, np.rot90(grad, -1))
 
 
@@ -790,3 +789,319 @@ def test_8bit_quantisation_on_torch_threads_gives_the_numpy_numbers():
     x = x[: x.numel() // 3 * 3].reshape(3, 1, -1)  # (3, 1, W): every value lands in some channel
     expected = np.ascontiguousarray(photo_mod._quantize(x.numpy(), np.dtype(np.uint8)).transpose(1, 2, 0))
     assert np.array_equal(photo_mod._quantize_rgb8(x), expected)
+
+
+# --- damaged and unusual files ------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def deflate_tiff16(tmp_path: Path, damage: str) -> Path:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, gradient16(32, 40), compression="zlib")
+    data = bytearray(buf.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        start, length = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    path = tmp_path / f"{damage}.tif"
+    if damage == "corrupt":
+        data[start + 10 : start + 30] = bytes(20)
+        path.write_bytes(bytes(data))
+    else:
+        path.write_bytes(bytes(data[: start + length // 2]))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated"])
+def test_damaged_deflate_16bit_tiff_is_a_photo_error(tmp_path, damage):
+    path = deflate_tiff16(tmp_path, damage)
+    with pytest.raises(PhotoError) as err:
+        read_photo(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_palette_png_without_plte_is_a_photo_error(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(noise(8, 8, 1)[..., 0]).convert("P").save(buf, format="PNG")
+    data = buf.getvalue()
+    at = data.index(b"PLTE") - 4
+    path = tmp_path / "no_palette.png"
+    path.write_bytes(data[:at] + data[at + 12 + struct.unpack(">I", data[at : at + 4])[0] :])
+    with pytest.raises(PhotoError, match="cannot decode image"):
+        read_photo(path)
+
+
+def test_output_that_is_a_symlink_loop_is_a_photo_error(tmp_path):
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    with pytest.raises(PhotoError, match="symbolic link loop") as err:
+        write_photo(tmp_path / "loop.jpg", from_array(noise())[0])
+    assert "\n" not in str(err.value)
+
+
+def jpeg_with_damaged_exif(path: Path, damage: str) -> Path:
+    buf = io.BytesIO()
+    Image.fromarray(upright_pattern()).save(buf, format="JPEG", exif=exif_bytes(6))
+    data = bytearray(buf.getvalue())
+    tiff = data.index(b"Exif\x00\x00") + 6
+    if damage == "header":
+        data[tiff : tiff + 2] = b"XX"  # byte order mark
+    else:
+        data[tiff + 4 : tiff + 8] = b"\x00\xff\xff\x00"  # IFD0 offset far outside the block
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["header", "offset"])
+def test_jpeg_with_damaged_exif_is_read_and_exif_dropped_with_one_warning(tmp_path, damage):
+    src = jpeg_with_damaged_exif(tmp_path / "in.jpg", damage)
+    with pytest.warns(photo_mod.PhotoWarning) as caught:
+        photo = read_photo(src)
+    assert photo.exif is None and photo.size == (64, 48)  # the orientation tag was unreadable too
+    assert len(caught) == 1 and str(src) in str(caught[0].message) and "EXIF" in str(caught[0].message)
+    write_photo(tmp_path / "out.jpg", photo)
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert "exif" not in out.info
+
+
+@pytest.mark.parametrize("profile", ["rgb", "garbage"])
+def test_cmyk_with_unusable_profile_converted_plainly_with_a_warning(tmp_path, profile):
+    src = tmp_path / "in.jpg"
+    cmyk = Image.new("CMYK", (8, 6), (10, 200, 30, 40))
+    cmyk.save(src, icc_profile=SRGB_ICC if profile == "rgb" else b"not a profile" * 20)
+    with pytest.warns(photo_mod.PhotoWarning, match="CMYK colour profile cannot be used"):
+        photo = read_photo(src)
+    with Image.open(src) as im:
+        assert np.abs(as_uint8(photo).astype(int) - np.asarray(im.convert("RGB"))).max() == 0
+    assert photo.icc_profile is None
+
+
+def test_16bit_png_with_exif_after_the_image_data_keeps_orientation_and_exif(tmp_path):
+    grad = gradient16(6, 300)
+    png = cv2.imencode(".png", cv2.cvtColor(grad, cv2.COLOR_RGB2BGR))[1].tobytes()
+    end = png.rindex(b"IEND") - 4
+    src = tmp_path / "late.png"
+    src.write_bytes(png[:end] + png_chunk(b"eXIf", exif_bytes(6).removeprefix(b"Exif\x00\x00")) + png[end:])
+    photo = read_photo(src)
+    assert photo.bit_depth == 16 and photo.size == (6, 300)
+    assert np.array_equal(photo.pixels[0].permute(1, 2, 0).numpy(), np.rot90(grad, -1))
+    tags = Image.Exif()
+    tags.load(photo.exif)
+    assert tags[271] == "TestCam" and tags[274] == 1
+    assert inspect_photo(src).width == 6
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_non_ascii_exif_text_survives_tiff_output(tmp_path, bits):
+    exif = Image.Exif()
+    exif[271] = "Café ✓".encode()  # cameras and editors store UTF-8 in ASCII-typed tags
+    photo = from_array(noise() if bits == 8 else gradient16(8, 64))[0]
+    photo.exif = exif.tobytes()
+    write_photo(tmp_path / "out.tif", photo)
+    with Image.open(tmp_path / "out.tif") as out:
+        assert out.getexif()[271].encode("latin-1").decode() == "Café ✓"
+
+
+def test_long_file_name_that_fits_is_written(tmp_path):
+    dst = tmp_path / ("p" * 245 + "_dslr.jpg")  # 254 bytes: the longest name ext4 allows
+    write_photo(dst, from_array(noise())[0])
+    assert [p.name for p in tmp_path.iterdir()] == [dst.name]
+
+
+def test_fifo_dangling_link_and_link_loop_are_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # opening it would block until a writer came
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    for name, message in [
+        ("pipe.jpg", "not a regular file"),
+        ("dangling.jpg", "symbolic link to a missing file"),
+        ("loop.jpg", "symbolic link loop"),
+    ]:
+        for reader in (read_photo, inspect_photo):
+            with pytest.raises(PhotoError, match=message) as err:
+                reader(tmp_path / name)
+            assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file_gets_permission_advice(tmp_path):
+    src = tmp_path / "private.jpg"
+    Image.fromarray(noise()).save(src)
+    src.chmod(0)
+    with pytest.raises(PhotoError, match="permission") as err:
+        read_photo(src)
+    assert "lack permission" in err.value.advice and "damaged" not in str(err.value)
+
+
+def test_permission_error_on_open_gets_permission_advice(tmp_path, monkeypatch):
+    src = tmp_path / "private.jpg"
+    Image.fromarray(noise()).save(src)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(src))
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(PhotoError) as err:
+        read_photo(src)
+    assert "lack permission" in err.value.advice and "damaged" not in str(err.value)
+
+
+def test_decoder_warnings_are_folded_into_one_photo_warning(tmp_path):
+    import warnings
+
+    src = jpeg_with_damaged_exif(tmp_path / "in.jpg", "offset")  # Pillow warns about it twice
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_photo(src)
+    assert [w.category for w in caught] == [photo_mod.PhotoWarning]
+
+
+def test_capture_time_from_exif_header_of_any_format(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    photo = from_array(noise())[0]
+    photo.exif = exif_bytes(6)
+    for name in ("a.jpg", "b.png", "c.tif", "d.webp"):
+        write_photo(tmp_path / name, photo)
+    photo.bit_depth = 16
+    write_photo(tmp_path / "e.png", photo)
+    (tmp_path / "none.png").write_bytes(png_header_only(4, 4))
+    jpeg_with_damaged_exif(tmp_path / "damaged.jpg", "header")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for name in ("a.jpg", "b.png", "c.tif", "d.webp", "e.png"):
+        assert photo_mod.capture_time(tmp_path / name) == datetime(2024, 5, 1, 11, 59, 58), name
+    for name in ("none.png", "damaged.jpg", "missing.jpg"):
+        assert photo_mod.capture_time(tmp_path / name) is None
+
+
+# --- memory: native depth, truncation, implausible headers --------------------------------------------
+
+
+def test_unit_float_scales_each_depth_to_float32():
+    assert torch.equal(unit_float(torch.tensor([0, 51, 255], dtype=torch.uint8)), torch.tensor([0, 0.2, 1]))
+    u16 = torch.from_numpy(np.array([0, 13107, 65535], np.uint16))
+    assert torch.equal(unit_float(u16), torch.tensor([0, 0.2, 1]))
+    x = torch.tensor([0.25, 1.5], dtype=torch.float64)
+    assert unit_float(x).dtype == torch.float32 and torch.equal(unit_float(x), torch.tensor([0.25, 1.5]))
+    with pytest.raises(TypeError):
+        unit_float(torch.tensor([1], dtype=torch.int32))
+
+
+@pytest.mark.parametrize(("fmt", "bits"), [("PNG", 8), ("PNG", 16), ("TIFF", 16), ("JPEG", 8)])
+def test_integer_result_at_the_photos_depth_writes_like_its_float(tmp_path, fmt, bits):
+    photo = from_array(noise() if bits == 8 else gradient16(32, 40))[0]
+    native = photo.pixels.flip(-1) if bits == 8 else photo.pixels.to(torch.int32).flip(-1).to(torch.uint16)
+    write_photo(tmp_path / f"int{EXT[fmt]}", photo, native)
+    write_photo(tmp_path / f"float{EXT[fmt]}", photo, unit_float(native))
+    assert (tmp_path / f"int{EXT[fmt]}").read_bytes() == (tmp_path / f"float{EXT[fmt]}").read_bytes()
+    with pytest.raises(ValueError, match="integer pixels must be"):
+        write_photo(tmp_path / "x.png", photo, native.to(torch.int32))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_float_result_written_in_bands_gives_the_same_bytes(tmp_path, monkeypatch, mode):
+    photo = from_pil(Image.fromarray(noise(37, 29, 4 if mode == "RGBA" else 3)[..., : len(mode)].squeeze()))
+    result = torch.rand(1, 3, 37, 29, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    write_photo(tmp_path / "whole.png", photo, result)
+    monkeypatch.setattr(photo_mod, "_BAND_PIXELS", 100)  # 3 rows a band
+    write_photo(tmp_path / "bands.png", photo, result)
+    assert (tmp_path / "whole.png").read_bytes() == (tmp_path / "bands.png").read_bytes()
+    with Image.open(tmp_path / "bands.png") as out:
+        expected = np.rint(np.clip(result[0].permute(1, 2, 0).numpy(), 0, 1) * 255)
+        if mode == "RGB":
+            assert np.array_equal(np.asarray(out), expected.astype(np.uint8))
+
+
+def truncated_jpeg(path: Path) -> Path:
+    buf = io.BytesIO()
+    Image.fromarray(noise(128, 128)).save(buf, format="JPEG")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) * 2 // 3])
+    return path
+
+
+def test_truncated_file_refused_as_such_unless_allowed(tmp_path):
+    src = truncated_jpeg(tmp_path / "cut.jpg")
+    with pytest.raises(PhotoError, match="is truncated") as err:
+        read_photo(src)
+    assert "--allow-truncated" in err.value.advice
+    assert read_photo(src, allow_truncated=True).size == (128, 128)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # restored
+
+
+def jpeg_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.fromarray(noise(16, 16)).save(buf, format="JPEG", quality=50)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side", [7000, 10000])
+def test_tiny_file_claiming_a_huge_size_refused_before_decoding(tmp_path, monkeypatch, side):
+    src = jpeg_claiming(tmp_path / "claim.jpg", side, side)
+    assert src.stat().st_size < 2000
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for reader in (read_photo, inspect_photo):
+        with pytest.raises(PhotoError, match=f"claims {side} x {side} pixels in only"):
+            reader(src)
+
+
+def test_implausible_claim_decoded_when_truncation_allowed(tmp_path):
+    src = jpeg_claiming(tmp_path / "claim.jpg", 3000, 2000)  # 6 MP in ~1 kB
+    with pytest.raises(PhotoError, match="truncated or forged"):
+        read_photo(src)
+    photo = read_photo(src, allow_truncated=True)
+    assert photo.size == (3000, 2000) and photo.pixels.dtype == torch.uint8
+
+
+def test_16bit_pixels_count_twice_against_the_limit(tmp_path):
+    src = tmp_path / "deep.png"
+    cv2.imwrite(str(src), gradient16(10, 20))
+    with pytest.raises(PhotoError, match="at 16 bits they count twice"):
+        read_photo(src, max_pixels=399)
+    assert read_photo(src, max_pixels=400).size == (20, 10)
+
+
+PEAK_RSS = """
+import resource, sys
+import numpy as np
+from PIL import Image
+from dslrify.photo import read_photo, write_photo
+src, dst = sys.argv[1], sys.argv[2]
+photo = read_photo(src)
+write_photo(dst, photo, photo.pixels.clone())  # a result at the photo's depth, as the Enhancer gives
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", [7000, 10000])
+def test_large_photo_read_and_written_within_2_gb(tmp_path, side):
+    import subprocess
+
+    src = tmp_path / "big.jpg"
+    rng = np.random.default_rng(0)
+    row = rng.integers(0, 256, (1, side, 3), np.uint8)
+    Image.fromarray(np.repeat(row, side, 0)).save(src, quality=90)
+    env = {**os.environ, "PYTHONPATH": str(Path(photo_mod.__file__).parents[1])}
+    run = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(src), str(tmp_path / "out.jpg")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    peak = int(run.stdout.split()[-1])
+    assert peak <= 2 * 1024**3, f"peak RSS {peak / 1024**3:.2f} GB"

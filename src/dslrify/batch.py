@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
+from dslrify.files import real_path
 from dslrify.photo import SUPPORTED_EXTENSIONS
 
 if TYPE_CHECKING:
@@ -65,17 +66,12 @@ def check_suffix(suffix: str) -> None:
         )
 
 
-def _realpath(path: Path) -> str:
-    """The path with every symlink resolved; never raises (a symlink loop stays as it is)."""
-    return os.path.realpath(path)
-
-
 def check_output(src: Path, dst: Path, overwrite: bool, inputs: Collection[Path] = ()) -> None:
     """Refuse an output that would replace ``src`` or one of ``inputs`` (whatever ``overwrite`` says),
     and an existing output unless ``overwrite``."""
-    target = _realpath(dst)
+    target = _real(dst)
     for other in (src, *inputs):
-        if target == _realpath(other) or (os.path.lexists(dst) and _same_file(dst, other)):
+        if target == _real(other) or (os.path.lexists(dst) and _same_file(dst, other)):
             which = "its input" if other == src else f"{other}, an input of this batch"
             raise PhotoError(
                 f"{dst}: the output of {src} would replace {which}",
@@ -191,7 +187,7 @@ def plan_jobs(
         collector.add(item)
     unique: dict[str, tuple[Path, Path]] = {}
     for src, base in collector.found:
-        unique.setdefault(_realpath(src), (src, base))
+        unique.setdefault(_real(src), (src, base))
     jobs, origin = [], {}
     for src, base in unique.values():
         name = f"{src.stem}{suffix}{new_ext or src.suffix}"
@@ -208,7 +204,7 @@ def plan_jobs(
     for job in jobs:
         # Existing outputs are the run's business (skipped, or replaced with overwrite); inputs never are.
         check_output(job.src, job.dst, overwrite=True, inputs=sources)
-        key = _realpath(job.dst)
+        key = _real(job.dst)
         if key in seen:
             first = seen[key]
             raise DslrifyError(
@@ -331,3 +327,8 @@ def run_batch(
         report.seconds = time.perf_counter() - start
         remove_empty_dirs(created)
     return report
+
+
+def _real(path: Path) -> str:
+    """The path with every symlink resolved, as a comparable string; never raises on a loop."""
+    return str(real_path(path))

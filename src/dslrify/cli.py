@@ -36,6 +36,9 @@ STATE = {"debug": False}
 out, err = make_console(), make_console(stderr=True)
 
 
+# photo.DEFAULT_MAX_PIXELS, written out so that `dslrify --help` does not import torch (tested equal).
+MAX_PIXELS = 100_000_000
+
 app = typer.Typer(
     cls=OneLineErrors,
     add_completion=False,
@@ -121,7 +124,11 @@ def enhance(
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse photos larger than this (decompression-bomb guard).")
-    ] = 200_000_000,
+    ] = MAX_PIXELS,
+    allow_truncated: Annotated[
+        bool,
+        typer.Option("--allow-truncated", help="Enhance what a truncated file holds instead of refusing it."),
+    ] = False,
     backend: Annotated[
         str | None, typer.Option(help="torch or onnxruntime; default: onnxruntime for a .onnx --model.")
     ] = None,
@@ -134,7 +141,14 @@ def enhance(
     plan = plan_jobs(inputs, output, suffix=suffix, ext=ext, recursive=recursive)
     engine = _engine(model, backend)
     enhancer = Enhancer(
-        engine, device=device, tile=tile, strength=strength, threads=threads, max_pixels=max_pixels, half=half
+        engine,
+        device=device,
+        tile=tile,
+        strength=strength,
+        threads=threads,
+        max_pixels=max_pixels,
+        half=half,
+        allow_truncated=allow_truncated,
     )
     with batch_progress(err, enhancer.name, plan) as on_result, sigterm_as_interrupt():
         report = run_batch(enhancer, plan, quality=quality, overwrite=overwrite, on_result=on_result)

@@ -33,6 +33,7 @@ from dslrify.photo import (
     read_photo,
     to_array,
     to_pil,
+    unit_float,
     write_photo,
 )
 from dslrify.zoo import resolve_model
@@ -136,6 +137,7 @@ class Enhancer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         half: bool = False,
         borders: Borders | None = None,
+        allow_truncated: bool = False,
     ) -> None:
         if tile is not None and tile < 0:
             raise DslrifyError(f"tile must be >= 0, got {tile}")
@@ -162,6 +164,7 @@ class Enhancer:
         self.last_tile: int | None = None
         self.strength = _check_strength(strength)
         self.max_pixels = max_pixels
+        self.allow_truncated = allow_truncated  # decode what a truncated file holds instead of refusing it
         # fp16 autocast on CUDA only: convolutions gain, while norms and reductions stay float32 under
         # autocast's own rules. On CPU it would be slower and less exact, so it is refused there.
         if half and self.device.type != "cuda":
@@ -197,7 +200,7 @@ class Enhancer:
         # What the last photo ran with (None: whole), for reports; with several threads, any one of them.
         self.last_tile = tile
         if strength != 1.0:
-            y = torch.lerp(_unit(x), y, strength)
+            y = torch.lerp(unit_float(x), y, strength)
         return y
 
     def _pixel_budget(self, whole: bool = False) -> float:
@@ -270,7 +273,7 @@ class Enhancer:
         rows, cols = _mirrored(y0 - pad, y1 - pad, h), _mirrored(x0 - pad, x1 - pad, w)
         crop = x[:, :, rows] if isinstance(rows, torch.Tensor) else x[:, :, rows[0] : rows[1]]
         crop = crop[..., cols] if isinstance(cols, torch.Tensor) else crop[..., cols[0] : cols[1]]
-        return _unit(crop.to(self.device))
+        return unit_float(crop.to(self.device))
 
     def _moments_by_tiles(self, x: torch.Tensor, pad: int, tiles: list[Tile]) -> MomentsContext:
         """The whole photo's statistics (instance norm), measured exactly over tiles.
@@ -332,7 +335,7 @@ class Enhancer:
         """Read ``src``, enhance it, write ``dst`` (format from its extension) keeping EXIF/ICC/XMP."""
         src, dst = Path(src), Path(dst)
         check_output(src, dst, overwrite)
-        photo = read_photo(src, max_pixels=self.max_pixels)
+        photo = read_photo(src, max_pixels=self.max_pixels, allow_truncated=self.allow_truncated)
         write_photo(dst, photo, self.enhance_tensor(photo.pixels), quality=quality)
         return dst
 
@@ -353,7 +356,7 @@ class Enhancer:
 
             def read(job: tuple[Path, Path]) -> Photo:
                 check_output(job[0], job[1], overwrite)
-                return read_photo(job[0], max_pixels=self.max_pixels)
+                return read_photo(job[0], max_pixels=self.max_pixels, allow_truncated=self.allow_truncated)
 
             pending_read: Future[Photo] | None = reader.submit(read, jobs[0]) if jobs else None
             pending_write: tuple[tuple[Path, Path], Future[Any], float] | None = None
@@ -411,12 +414,3 @@ def _check_strength(strength: float) -> float:
     if not 0.0 <= strength <= 1.0:
         raise DslrifyError(f"strength must be between 0 and 1, got {strength}", "use a value from 0 to 1")
     return float(strength)
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """Pixels as float32 in [0, 1]: uint8 / 255, uint16 / 65535, float as it is."""
-    if x.dtype == torch.uint8:
-        return x.float().div_(255)
-    if x.dtype == torch.uint16:
-        return x.to(torch.float32).div_(65535)
-    return x.float()

@@ -17,18 +17,23 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dslrify.data.dped import TARGET_FOLDER
 from dslrify.data.pairs import natural_key
 from dslrify.errors import DataError, DslrifyError
 from dslrify.pairs.align import Alignment, align_pair, local_error, warp_to_phone
 from dslrify.pairs.report import review_images, write_image, write_report
-from dslrify.photo import SUPPORTED_EXTENSIONS, from_array, read_photo, write_photo
+from dslrify.photo import (
+    SUPPORTED_EXTENSIONS,
+    capture_time,
+    from_array,
+    read_photo,
+    unit_float,
+    write_photo,
+)
 
 MATCH_MODES = ("name", "time", "order")
 MAX_PATCH_ERROR = 1.0  # px of residual shift; see dslrify.pairs.align.local_error
@@ -125,26 +130,6 @@ def list_photos(folder: str | os.PathLike, what: str) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.name))
 
 
-def capture_time(path: Path) -> datetime | None:
-    """EXIF DateTimeOriginal (+ SubSecTimeOriginal), else DateTime; None without either.
-
-    Reads the header only (Pillow decodes no pixels for this).
-    """
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-    except OSError:
-        return None
-    sub = exif.get_ifd(0x8769)
-    text, subsec = sub.get(0x9003) or exif.get(0x0132), sub.get(0x9291) if sub.get(0x9003) else None
-    try:
-        t = datetime.strptime(str(text).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-    except (TypeError, ValueError):
-        return None
-    digits = "".join(c for c in str(subsec or "") if c.isdigit())
-    return t.replace(microsecond=int((digits + "000000")[:6])) if digits else t
-
-
 def match_photos(
     phones: list[Path], dslrs: list[Path], match: str = "name", max_time_gap: float = MAX_TIME_GAP
 ) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
@@ -207,7 +192,7 @@ def _stem_map(paths: list[Path]) -> dict[str, Path]:
 
 def load_rgb(path: Path) -> np.ndarray:
     """A photo as (H, W, 3) uint8 RGB, upright (its EXIF orientation applied by dslrify.photo)."""
-    px = read_photo(path).pixels[0]  # (3, H, W) float32 in [0, 1]
+    px = unit_float(read_photo(path).pixels)[0]  # (3, H, W) float32 in [0, 1]
     return (px.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
