@@ -156,13 +156,21 @@ class Enhancer:
         self.half = half
 
     # -- tensors ------------------------------------------------------------------------------
-    def enhance_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float RGB in [0, 1] -> same shape, on the CPU (big outputs never sit on a GPU)."""
+    def enhance_tensor(self, x: torch.Tensor, *, strength: float | None = None) -> torch.Tensor:
+        """(N, 3, H, W) float RGB in [0, 1] -> same shape, on the CPU (big outputs never sit on a GPU).
+
+        ``strength``: this call's blend (0 input .. 1 model output); ``None`` uses the Enhancer's own,
+        so one shared Enhancer serves callers that each want their own strength.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (N, 3, H, W), got {tuple(x.shape)}")
-        return torch.cat([self._enhance_one(x[i : i + 1]) for i in range(x.shape[0])])
+        if strength is None:
+            strength = self.strength
+        elif not 0.0 <= strength <= 1.0:
+            raise DslrifyError(f"strength must be between 0 and 1, got {strength}")
+        return torch.cat([self._enhance_one(x[i : i + 1], strength) for i in range(x.shape[0])])
 
-    def _enhance_one(self, x: torch.Tensor) -> torch.Tensor:
+    def _enhance_one(self, x: torch.Tensor, strength: float) -> torch.Tensor:
         x = x.float()
         tile = self._choose_tile(*x.shape[-2:])
         while True:
@@ -177,8 +185,8 @@ class Enhancer:
                 torch.cuda.empty_cache()
                 tile = max(MIN_TILE, (tile or max(x.shape[-2:])) // 2)
         self.last_tile = tile  # what the last photo actually ran with (None: whole), for reports
-        if self.strength != 1.0:
-            y = torch.lerp(x.to(y.device), y, self.strength)
+        if strength != 1.0:
+            y = torch.lerp(x.to(y.device), y, strength)
         return y
 
     def _pixel_budget(self, whole: bool = False) -> float:
