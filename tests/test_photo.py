@@ -24,9 +24,11 @@ from dslrify.photo import (
     format_for_extension,
     from_array,
     from_pil,
+    inspect_photo,
     read_photo,
     to_array,
     to_pil,
+    write_image,
     write_photo,
 )
 
@@ -523,6 +525,82 @@ def test_heic_round_trip_with_pillow_heif(tmp_path):
     again = read_photo(tmp_path / "out.heic")
     assert again.format == "HEIF" and again.size == (64, 48) and again.icc_profile == SRGB_ICC
     assert np.abs(quadrant_colours(as_uint8(again)) - quadrant_colours(upright_pattern())).max() <= 12
+
+
+# --- header inspection and previews --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "orientation", "expected"),
+    [("a.jpg", 6, ("JPEG", 48, 64, 8)), ("b.png", 1, ("PNG", 64, 48, 8)), ("c.webp", 8, ("WEBP", 48, 64, 8))],
+)
+def test_inspect_photo_reads_the_header_only_upright(tmp_path, monkeypatch, name, orientation, expected):
+    src = tmp_path / name
+    fmt = SUPPORTED_EXTENSIONS[src.suffix]
+    Image.fromarray(upright_pattern()).save(src, format=fmt, exif=exif_bytes(orientation))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    info = inspect_photo(src)
+    assert (info.format, info.width, info.height, info.bit_depth) == expected
+
+
+def test_inspect_photo_gives_16_bit_depth_and_the_size_read_photo_gives(tmp_path):
+    src = tmp_path / "deep.tif"
+    tifffile.imwrite(src, gradient16(20, 30))
+    info = inspect_photo(src)
+    assert (info.format, info.bit_depth) == ("TIFF", 16)
+    assert (info.width, info.height) == read_photo(src).size == (30, 20)
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "empty", "text", "corrupt"])
+def test_inspect_photo_refuses_what_read_photo_refuses(tmp_path, kind):
+    path = make_bad(kind, tmp_path)
+    with pytest.raises(PhotoError) as by_inspect:
+        inspect_photo(path)
+    with pytest.raises(PhotoError) as by_read:
+        read_photo(path)
+    assert str(by_inspect.value) == str(by_read.value)
+
+
+def test_inspect_photo_applies_the_pixel_limit(tmp_path):
+    (tmp_path / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    with pytest.raises(PhotoError, match="more than the limit of 1,000"):
+        inspect_photo(tmp_path / "bomb.png", max_pixels=1000)
+
+
+def test_write_image_from_array_and_tensor_with_profile(tmp_path):
+    arr = upright_pattern()
+    write_image(tmp_path / "a.png", arr, icc_profile=SRGB_ICC)
+    tensor = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
+    write_image(tmp_path / "b.png", tensor)
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert np.array_equal(np.asarray(a), arr) and np.array_equal(np.asarray(b), arr)
+        assert a.info.get("icc_profile") == SRGB_ICC and "icc_profile" not in b.info
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+
+
+def test_write_image_area_downscales_to_max_side_and_uses_quality(tmp_path):
+    arr = np.zeros((40, 80, 3), np.uint8)
+    arr[:, ::2] = 255  # one-pixel stripes: area averaging gives mid grey, point sampling black or white
+    write_image(tmp_path / "s.png", arr, max_side=20)
+    with Image.open(tmp_path / "s.png") as im:
+        assert im.size == (20, 10) and np.abs(np.asarray(im).astype(int) - 128).max() <= 1
+    write_image(tmp_path / "small.jpg", noise(64, 64), quality=20, max_side=100)
+    write_image(tmp_path / "big.jpg", noise(64, 64), quality=95)
+    assert (tmp_path / "small.jpg").stat().st_size < (tmp_path / "big.jpg").stat().st_size
+    with Image.open(tmp_path / "small.jpg") as im:
+        assert im.size == (64, 64)
+
+
+def test_write_image_refuses_other_formats_and_shapes(tmp_path):
+    with pytest.raises(PhotoError, match="JPEG, PNG or WebP"):
+        write_image(tmp_path / "x.tif", noise())
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "x.png", noise(c=4))
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- writing -------------------------------------------------------------------------------------------

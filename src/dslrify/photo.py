@@ -135,9 +135,57 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise PhotoError(f"{path}: cannot decode image ({e})", "the file is damaged or not an image") from e
 
 
+@dataclass(frozen=True)
+class PhotoInfo:
+    """What a photo's header says: format ("JPEG", "PNG", "TIFF", "WEBP", "HEIF"), upright size, depth."""
+
+    format: str
+    width: int  # after the EXIF orientation, as read_photo returns it
+    height: int
+    bit_depth: int  # 8 or 16
+
+
+def inspect_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoInfo:
+    """The format, upright size and bit depth of a photo from its header (no pixels decoded).
+
+    Raises the PhotoError that :func:`read_photo` would for a missing, empty, unreadable, unsupported or
+    too large file.
+    """
+    path = Path(path)
+    with _opened(path, max_pixels) as (im, fmt):
+        try:
+            bits = _bit_depth(path, im, fmt)
+            orientation = _metadata(im)[2]
+        except PhotoError as e:
+            raise PhotoError(f"{path}: {e.message}", e.advice) from e
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+            raise PhotoError(f"{path}: cannot decode image ({e})", _DAMAGED) from e
+        w, h = im.size
+        return PhotoInfo(fmt, *((h, w) if orientation in (5, 6, 7, 8) else (w, h)), bits)
+
+
 def read_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     """Decode a photo file, oriented upright, with its metadata (see the module docstring for rules)."""
     path = Path(path)
+    with _opened(path, max_pixels) as (im, fmt):
+        try:
+            if _bit_depth(path, im, fmt) == 16:
+                arr, icc = _read16(path, fmt), im.info.get("icc_profile")
+            else:
+                arr, icc = _pil_pixels(im)  # TIFF: Pillow applies and deletes the orientation itself
+            return _build(arr, im.mode, fmt, im, icc)
+        except PhotoError as e:
+            raise PhotoError(f"{path}: {e.message}", e.advice) from e
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+            raise PhotoError(f"{path}: cannot decode image ({e})", _DAMAGED) from e
+
+
+@contextmanager
+def _opened(path: Path, max_pixels: int) -> Iterator[tuple[Image.Image, str]]:
+    """The opened image (header read, no pixels) and its format, after every check made before decoding.
+
+    Pillow's own pixel limit is off meanwhile (``max_pixels`` governs), for the decode in the block too.
+    """
     if not path.exists():
         raise PhotoError(f"{path}: no such file", "check the path")
     if path.is_dir():
@@ -159,16 +207,7 @@ def read_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 f"{path} is {w} x {h} = {w * h:,} pixels, more than the limit of {max_pixels:,}",
                 "raise --max-pixels if you trust this file",
             )
-        try:
-            if _bit_depth(path, im, fmt) == 16:
-                arr, icc = _read16(path, fmt), im.info.get("icc_profile")
-            else:
-                arr, icc = _pil_pixels(im)  # TIFF: Pillow applies and deletes the orientation itself
-            return _build(arr, im.mode, fmt, im, icc)
-        except PhotoError as e:
-            raise PhotoError(f"{path}: {e.message}", e.advice) from e
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-            raise PhotoError(f"{path}: cannot decode image ({e})", _DAMAGED) from e
+        yield im, fmt
 
 
 def from_pil(image: Image.Image) -> Photo:
@@ -243,6 +282,43 @@ def write_photo(
     bits16 = photo.bit_depth == 16 and fmt in ("PNG", "TIFF")
     arr = _compose(photo, pixels, np.dtype(np.uint16 if bits16 else np.uint8), keep_alpha=fmt != "JPEG")
     _atomic_write(path, lambda f: _encode(f, arr, photo, fmt, quality, path))
+
+
+def write_image(
+    path: str | os.PathLike,
+    image: np.ndarray | torch.Tensor,
+    *,
+    icc_profile: bytes | None = None,
+    quality: int = 90,
+    max_side: int | None = None,
+) -> None:
+    """Write a preview or comparison image: JPEG, PNG or WebP by ``path``'s extension, atomically.
+
+    ``image`` is an (H, W, 3) uint8 array or a (1, 3, H, W) float tensor in [0, 1]. With ``max_side``,
+    a larger image is first shrunk (area averaging: no aliasing) so that its longer side is ``max_side``.
+    ``icc_profile`` is embedded so that browsers show the colours of the source.
+    """
+    path = Path(path)
+    fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
+    if fmt not in ("JPEG", "PNG", "WEBP"):
+        raise PhotoError(f"cannot write {path}: previews are JPEG, PNG or WebP", "use .jpg, .png or .webp")
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 4 or image.shape[:2] != (1, 3):
+            raise ValueError(f"image tensor must have shape (1, 3, H, W), got {tuple(image.shape)}")
+        arr = _quantize_rgb8(image.detach()[0].to("cpu", torch.float32))
+    elif image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        arr = np.ascontiguousarray(image)
+    else:
+        raise ValueError(f"image array must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    h, w = arr.shape[:2]
+    if max_side is not None and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+    kw: dict = {"icc_profile": icc_profile} if icc_profile else {}
+    if fmt != "PNG":
+        kw["quality"] = quality
+    _atomic_write(path, lambda f: Image.fromarray(arr).save(f, format=fmt, **kw))
 
 
 # --- decoding ------------------------------------------------------------------------------------------
