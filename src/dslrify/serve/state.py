@@ -186,6 +186,7 @@ class ServeState:
             budget = int(max_memory_mb * 1024**2)
         self.admission = Admission(budget, workers + queue)  # touched only on the event loop
         parent = Path(workdir) if workdir is not None else Path(tempfile.gettempdir())
+        parent.mkdir(parents=True, exist_ok=True)
         remove_dead_servers(parent)
         self.tmp = tempfile.TemporaryDirectory(prefix=f"{FOLDER_PREFIX}{os.getpid()}-", dir=parent)
         self.root = Path(self.tmp.name)
