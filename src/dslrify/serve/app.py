@@ -31,8 +31,8 @@ from starlette.exceptions import HTTPException
 from dslrify.errors import DslrifyError
 from dslrify.serve import work
 from dslrify.serve.security import Guard, allowed_hosts
-from dslrify.serve.state import EXTENSIONS, ApiError, Item, ServeState, work_cost
-from dslrify.serve.upload import TooLarge, stream_upload
+from dslrify.serve.state import ApiError, Item, ServeState
+from dslrify.serve.upload import save_upload
 
 STATIC_DIR = Path(__file__).parent / "static"
 # A server default well below read_photo's: one 50 MP photo is already ~600 MB as float32.
@@ -48,7 +48,8 @@ class EnhanceRequest(BaseModel):
 
 
 def _state(request: Request) -> ServeState:
-    return request.app.state.serve  # type: ignore[no-any-return]
+    state: ServeState = request.app.state.serve
+    return state
 
 
 State = Annotated[ServeState, Depends(_state)]
@@ -89,54 +90,26 @@ async def models(state: State) -> dict[str, Any]:
 @router.post("/api/upload")
 async def upload(request: Request, state: State) -> dict[str, Any]:
     """Store one photo (multipart field or raw body); its header is checked, nothing is enhanced."""
-    photo_id = secrets.token_urlsafe(12)
-    folder = state.root / photo_id
-    folder.mkdir()
-    raw = folder / "upload"
+    folder = state.new_folder()
     try:
-        with open(raw, "wb") as f:
-            name = await stream_upload(request, f, state.max_upload_bytes)
-        name = Path(name or "photo").name or "photo"  # a name to show and to derive downloads from
-        info = await _in_thread(state.light, work.check_upload, raw, name, state.max_pixels)
-    except TooLarge:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ApiError(
-            413,
-            f"the upload is larger than this server's limit of {state.max_upload_mb:g} MB",
-            "restart dslrify serve with a larger --max-upload-mb",
-        ) from None
+        name = await save_upload(request, folder / "upload", state.max_upload_bytes)
+        info = await _in_thread(state.light, work.check_upload, folder / "upload", name, state.max_pixels)
     except BaseException:  # a refused photo, a client that went away: nothing stays behind
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    original = raw.rename(folder / f"original{EXTENSIONS[info.format]}")  # read_photo wants the extension
-    size = original.stat().st_size
-    item = Item(photo_id, folder, name, info.format, info.width, info.height, size, original)
-    state.add(item)
-    return item.public()
+    return state.add_upload(folder, folder / "upload", name, info).public()
 
 
 @router.post("/api/enhance/{photo_id}")
 async def enhance(photo_id: str, state: State, body: EnhanceRequest | None = None) -> dict[str, Any]:
-    """Enhance (or re-render) an uploaded photo: model + strength; 503 when the memory budget is full."""
-    body = body or EnhanceRequest()
+    """Enhance (or re-render) an uploaded photo: model + strength; 503 when the server is busy."""
+    body = body or EnhanceRequest(model=None, strength=1.0)
     item = state.get(photo_id)
     model_name = state.check_model(body.model or state.default_model)
-    cost = work_cost(item.width * item.height)
-    if not state.admission.admit(cost):
-        raise ApiError(
-            503,
-            f"the server is busy: {state.admission.count} photos are being enhanced or queued",
-            "try again in a few seconds",
-            headers={"Retry-After": "5"},
-        )
-    try:
+    with state.admitted(item):
         async with item.lock:  # one render per photo at a time: result and previews stay consistent
             seconds = await _in_thread(state.pool, work.render, state, item, model_name, body.strength)
-            item.result = item.folder / f"result{EXTENSIONS[item.format]}"
-            item.model, item.strength, item.version = model_name, body.strength, item.version + 1
-            item.measure()
-    finally:
-        state.admission.release(cost)
+            item.rendered(model_name, body.strength)
     state.fit_disk(keep=item)
     return {**item.public(), "seconds": round(seconds, 3)}
 

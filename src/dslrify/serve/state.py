@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 
 from dslrify.enhancer import Enhancer, available_memory, pick_device
 from dslrify.errors import DslrifyError
+from dslrify.photo import PhotoInfo
 from dslrify.zoo import MODELS, is_checkpoint_dir
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
@@ -77,6 +81,12 @@ class Item:
     def download_name(self) -> str:
         stem = re.sub(r"[^\w.-]+", "_", Path(self.name).stem).strip("._") or "photo"
         return f"{stem[:80]}_dslr{EXTENSIONS[self.format]}"
+
+    def rendered(self, model: str, strength: float) -> None:
+        """Record a finished render (its files are in place): new version, new size on disk."""
+        self.result = self.folder / f"result{EXTENSIONS[self.format]}"
+        self.model, self.strength, self.version = model, strength, self.version + 1
+        self.measure()
 
     def measure(self) -> int:
         """Bytes on disk now (upload, result, previews), remembered in ``disk``."""
@@ -232,10 +242,37 @@ class ServeState:
             )
         return item
 
-    def add(self, item: Item) -> None:
+    def new_folder(self) -> Path:
+        """A fresh folder for one upload, named by a new random id."""
+        folder = self.root / secrets.token_urlsafe(12)
+        folder.mkdir()
+        return folder
+
+    def add_upload(self, folder: Path, raw: Path, name: str, info: PhotoInfo) -> Item:
+        """Keep a checked upload as a new Item (its id is its folder's name)."""
+        original = raw.rename(folder / f"original{EXTENSIONS[info.format]}")  # read_photo wants it
+        size = original.stat().st_size
+        item = Item(folder.name, folder, name, info.format, info.width, info.height, size, original)
         item.measure()
         self.items[item.id] = item
         self.fit_disk(keep=item)
+        return item
+
+    @contextlib.contextmanager
+    def admitted(self, item: Item) -> Iterator[None]:
+        """Hold ``item``'s memory cost while the block runs; 503 (busy) when it does not fit now."""
+        cost = work_cost(item.width * item.height)
+        if not self.admission.admit(cost):
+            raise ApiError(
+                503,
+                f"the server is busy: {self.admission.count} photos are being enhanced or queued",
+                "try again in a few seconds",
+                headers={"Retry-After": "5"},
+            )
+        try:
+            yield
+        finally:
+            self.admission.release(cost)
 
     def forget(self, item: Item) -> None:
         self.items.pop(item.id, None)

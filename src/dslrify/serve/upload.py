@@ -7,13 +7,17 @@ without a file is a 400 with the usual ``{"error", "advice"}`` answer, never a s
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from python_multipart.exceptions import ParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from dslrify.serve.state import ApiError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_PART_HEADER = 16 * 1024  # bytes of one part's headers; a browser sends a few hundred
 MULTIPART_FRAMING = 64 * 1024  # allowance for boundaries, part headers and small form fields
@@ -36,7 +40,7 @@ class _FirstFile:
         self.size = 0
         self.done = False
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_header_field": self.on_header_field,
             "on_header_value": self.on_header_value,
@@ -112,7 +116,7 @@ async def stream_upload(request: Request, dest: BinaryIO, limit: int) -> str | N
     part = _FirstFile(dest, limit)
     received = 0
     try:
-        parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
+        parser = MultipartParser(boundary, part.callbacks())
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit + MULTIPART_FRAMING:  # form fields around the file count too
@@ -128,3 +132,17 @@ async def stream_upload(request: Request, dest: BinaryIO, limit: int) -> str | N
     if part.size == 0:
         raise ApiError(400, f"{part.name or 'the upload'} is empty (0 bytes)", "pick the photo again")
     return part.name
+
+
+async def save_upload(request: Request, dst: Path, limit: int) -> str:
+    """Stream the upload to ``dst`` (413 beyond ``limit`` bytes); returns a plain name to show for it."""
+    try:
+        with open(dst, "wb") as f:
+            name = await stream_upload(request, f, limit)
+    except TooLarge:
+        raise ApiError(
+            413,
+            f"the upload is larger than this server's limit of {limit / 1024**2:g} MB",
+            "restart dslrify serve with a larger --max-upload-mb",
+        ) from None
+    return Path(name or "photo").name or "photo"  # never a path: a name to show and to derive downloads from
