@@ -146,6 +146,7 @@ async def image(photo_id: str, kind: str, state: State, size: str = "screen") ->
         path = item.folder / f"preview_{kind}.jpg"
     else:
         path = await _in_thread(state.light, work.full_view, item, kind, state.max_pixels)
+        item.measure()  # a JPEG view copy of a TIFF or HEIF counts against the disk budget
     return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
 
