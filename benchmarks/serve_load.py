@@ -71,7 +71,7 @@ def one_request(
             if left <= 0:
                 return time.perf_counter() - start, "time limit reached", retries
             status, out, headers = call(port, "POST", f"/api/enhance/{info['id']}", body, left)
-            if status == 503:  # the bounded queue is full: back off as told, like the page
+            if status == 503:  # busy (memory budget or queue full): back off as told, like the page
                 retries += 1
                 time.sleep(float(headers.get("retry-after", 1)))
                 continue

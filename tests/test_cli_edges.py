@@ -202,3 +202,20 @@ def test_the_cli_default_pixel_limit_is_the_libraries():
     from dslrify import cli, photo
 
     assert cli.MAX_PIXELS == photo.DEFAULT_MAX_PIXELS
+
+
+def test_serve_on_a_busy_port_is_one_line_and_exit_code_1():
+    import socket
+
+    from typer.testing import CliRunner
+
+    from dslrify.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port} is in use" in result.output and "--port" in result.output
+    assert "Traceback" not in result.output and "open http" not in result.output

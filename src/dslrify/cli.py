@@ -395,20 +395,20 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Photos enhanced at the same time.")] = 1,
     queue: Annotated[int, typer.Option(min=0, help="Photos waiting beyond those; more get 503 (busy).")] = 8,
     device: Annotated[str, typer.Option(callback=_device, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host", help="Another host name the page answers to (repeatable)."),
+    ] = None,
 ) -> None:
     """Start a local web page: drop photos, compare before/after, download the results."""
     import ipaddress
 
-    try:
-        import uvicorn
+    from dslrify.serve import DEFAULT_SERVE_MAX_PIXELS, bind_socket, create_app, run_app
 
-        from dslrify.serve import DEFAULT_SERVE_MAX_PIXELS, create_app
-    except ImportError as e:
-        raise DslrifyError(f"dslrify serve needs {e.name}", "pip install 'dslrify[serve]'") from None
-
+    sock = bind_socket(host, port)  # a busy port is one line, before anything is printed
     app_ = create_app(
         model=model, max_upload_mb=max_upload_mb, max_pixels=max_pixels or DEFAULT_SERVE_MAX_PIXELS,
-        queue=queue, workers=workers, device=device, preload=True,
+        queue=queue, workers=workers, device=device, preload=True, host=host, allow_hosts=allow_host or (),
     )  # fmt: skip
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -421,7 +421,7 @@ def serve(
         )  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     out.print(f"dslrify serve: open http://{shown}:{port}/  (Ctrl+C to stop)", highlight=False)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    run_app(app_, sock)
 
 
 if __name__ == "__main__":  # `python -m dslrify.cli`, as torchrun's -m needs

@@ -1,76 +1,43 @@
 """The FastAPI app behind ``dslrify serve``: upload once, enhance (and re-enhance) by id, download.
 
-Design, and why:
-
-* Uploads are streamed to disk (raw body or multipart) and cut off at ``max_upload_mb`` with 413, so a
-  huge upload never sits in memory nor fills the disk; the photo's header is checked right away (format,
-  pixel count) so a wrong file gets a 400 with a message before any work is queued.
-* The original stays in the server's temporary folder under a random id: changing the model or the
-  strength re-renders with ``POST /api/enhance/{id}`` without uploading again.
-* Enhancement is CPU/GPU work: it runs in a ThreadPoolExecutor of ``workers`` threads, off the event loop.
-  At most ``workers + queue`` enhancements are admitted at once; beyond that the answer is 503 with a
-  JSON message (the page retries), so a burst of requests cannot pile up unbounded memory.
-* One ``Enhancer`` per model, built on first use and cached (weights load once). Strength is applied
-  here, not through ``Enhancer.strength``, because one cached Enhancer is shared by all requests.
-* Nothing is written outside one ``tempfile.TemporaryDirectory``, removed when the app shuts down.
+Routes are module-level functions over one ``ServeState`` (``app.state.serve``, see ``state.py``);
+the work they start runs in its thread pools (``work.py``), uploads stream to disk (``upload.py``) and
+``security.py`` decides who may ask. Every error is JSON ``{"error": ..., "advice": ...}`` with a 4xx
+status when the request or the photo is at fault (docs/serve.md lists them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import re
+import errno
 import secrets
-import tempfile
-import threading
-import time
-import zipfile
-from collections import OrderedDict
-from collections.abc import AsyncIterator
+import shutil
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Annotated, Any, TypeVar
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from fastapi import FastAPI, Request
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 
-from dslrify.enhancer import Enhancer
-from dslrify.errors import DslrifyError, PhotoError
-from dslrify.photo import _READ_FORMATS, _heif_available, read_photo, write_photo
-from dslrify.zoo import MODELS, is_checkpoint_dir
+from dslrify.errors import DslrifyError
+from dslrify.serve import work
+from dslrify.serve.security import Guard, allowed_hosts
+from dslrify.serve.state import ApiError, Item, ServeState
+from dslrify.serve.upload import save_upload
 
 STATIC_DIR = Path(__file__).parent / "static"
-# A server default well below read_photo's 200 MP: one 50 MP photo is already ~600 MB as float32.
+# A server default well below read_photo's: one 50 MP photo is already ~600 MB as float32.
 DEFAULT_SERVE_MAX_PIXELS = 50_000_000
-PREVIEW_SIDE = 1600  # long side of the screen-size previews, in pixels
-CHUNK = 1 << 20
-MAX_ITEMS = 500  # photos kept per server; the oldest are dropped beyond this (bounded disk use)
-_ID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
-# The result keeps the source's format; browsers cannot show TIFF/HEIF, so those get JPEG copies to view.
-_EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "HEIF": ".heic"}
-_BROWSER_FORMATS = {"JPEG", "PNG", "WEBP"}
-
-
-class ApiError(Exception):
-    """An error answered as JSON ``{"error": message, "advice": advice}`` with an HTTP status."""
-
-    def __init__(
-        self, status: int, message: str, advice: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.advice, self.headers = status, message, advice, headers
-
-
-class _TooLarge(Exception):
-    """Raised from inside the upload stream when the byte limit is passed."""
+T = TypeVar("T")
 
 
 class EnhanceRequest(BaseModel):
@@ -80,307 +47,157 @@ class EnhanceRequest(BaseModel):
     strength: float = Field(1.0, ge=0.0, le=1.0)
 
 
-@dataclass
-class Item:
-    """One uploaded photo: its folder in the workdir, its name as uploaded, and its last result."""
-
-    id: str
-    folder: Path
-    name: str
-    format: str
-    width: int
-    height: int
-    size: int
-    original: Path
-    result: Path | None = None
-    model: str | None = None
-    strength: float | None = None
-    version: int = 0  # bumped per render: the page appends it to URLs so browsers never show a stale one
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def download_name(self) -> str:
-        stem = re.sub(r"[^\w.-]+", "_", Path(self.name).stem).strip("._") or "photo"
-        return f"{stem[:80]}_dslr{_EXT[self.format]}"
-
-    def public(self) -> dict[str, Any]:
-        """What the page needs to show and fetch this photo."""
-        v = self.version
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "format": self.format,
-            "width": self.width,
-            "height": self.height,
-            "bytes": self.size,
-            "enhanced": self.result is not None,
-        }
-        if self.result is not None:
-            out.update(
-                model=self.model,
-                strength=self.strength,
-                version=v,
-                download=f"/api/result/{self.id}?v={v}",
-                download_name=self.download_name,
-                preview={k: f"/api/image/{self.id}/{k}?v={v}" for k in ("original", "result")},
-                full={k: f"/api/image/{self.id}/{k}?size=full&v={v}" for k in ("original", "result")},
-            )
-        return out
+def _state(request: Request) -> ServeState:
+    state: ServeState = request.app.state.serve
+    return state
 
 
-class ServeState:
-    """Everything the app holds: temp folder, photos by id, Enhancers by model, the bounded pool."""
-
-    def __init__(
-        self,
-        model: str,
-        max_upload_mb: float,
-        max_pixels: int,
-        workers: int,
-        queue: int,
-        workdir: str | Path | None,
-        device: str,
-    ) -> None:
-        if workers < 1 or queue < 0:
-            raise DslrifyError(f"workers must be >= 1 and queue >= 0, got {workers} and {queue}")
-        self.default_model = model
-        self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
-        self.max_upload_mb = max_upload_mb
-        self.max_pixels = max_pixels
-        self.workers, self.queue, self.device = workers, queue, device
-        self.tmp = tempfile.TemporaryDirectory(prefix="dslrify-serve-", dir=workdir)
-        self.root = Path(self.tmp.name)
-        self.items: OrderedDict[str, Item] = OrderedDict()
-        self.enhancers: dict[str, Enhancer] = {}
-        self._enhancer_lock = threading.Lock()
-        # Model work: ``workers`` threads; light work (header checks, previews, zips): its own two
-        # threads, so a download or an upload check never waits behind a long enhancement.
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dslrify-enhance")
-        self.light = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dslrify-io")
-        self.admitted = 0  # enhancements running or waiting; touched only on the event loop
-
-    # -- models ---------------------------------------------------------------------------------
-    def models(self) -> list[dict[str, str]]:
-        """Shipped models whose weights are installed, plus the server's model if it is a folder."""
-        out = [
-            {"name": e.name, "description": e.description}
-            for e in MODELS.values()
-            if is_checkpoint_dir(e.path)
-        ]
-        if self.default_model not in MODELS:
-            out.append({"name": self.default_model, "description": "checkpoint given to dslrify serve"})
-        return out
-
-    def check_model(self, name: str) -> str:
-        if name not in {m["name"] for m in self.models()}:
-            raise ApiError(
-                400,
-                f"unknown model {name!r}",
-                f"choose one of {', '.join(m['name'] for m in self.models())} (GET /api/models)",
-            )
-        return name
-
-    def enhancer(self, name: str) -> Enhancer:
-        """The cached Enhancer for ``name`` (built once, in a worker thread, as loading takes time)."""
-        with self._enhancer_lock:
-            if name not in self.enhancers:
-                self.enhancers[name] = Enhancer(name, device=self.device, max_pixels=self.max_pixels)
-            return self.enhancers[name]
-
-    # -- photos ---------------------------------------------------------------------------------
-    def get(self, photo_id: str) -> Item:
-        item = self.items.get(photo_id) if _ID.match(photo_id) else None
-        if item is None:
-            raise ApiError(
-                404, f"no photo with id {photo_id!r}", "upload it again (the server may have restarted)"
-            )
-        return item
-
-    def add(self, item: Item) -> None:
-        self.items[item.id] = item
-        while len(self.items) > MAX_ITEMS:
-            _, old = self.items.popitem(last=False)
-            _remove_tree(old.folder)
-
-    def close(self) -> None:
-        """Stop the pools (dropping queued work) and delete the temporary folder."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.light.shutdown(wait=True, cancel_futures=True)
-        self.enhancers.clear()
-        self.tmp.cleanup()
+State = Annotated[ServeState, Depends(_state)]
+router = APIRouter()
 
 
-def _remove_tree(folder: Path) -> None:
-    for p in folder.glob("*"):
-        p.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
-# --- work done in threads ------------------------------------------------------------------------------
+def _need_result(item: Item) -> Path:
+    if item.result is None or not item.result.exists():
+        raise ApiError(409, f"{item.name} is not enhanced yet", f"POST /api/enhance/{item.id} first")
+    return item.result
 
 
-def _check_header(path: Path, name: str, max_pixels: int) -> tuple[str, int, int]:
-    """(format, width, height) from the header only; PhotoError for anything read_photo would refuse."""
-    _heif_available()  # registers the HEIF opener when pillow-heif is installed
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
+@router.get("/api/models")
+async def models(state: State) -> dict[str, Any]:
+    """Models the page can choose from, and the server's limits."""
+    return {
+        "models": state.models(),
+        "default": state.default_model,
+        "max_upload_mb": state.max_upload_mb,
+        "max_pixels": state.max_pixels,
+    }
+
+
+@router.post("/api/upload")
+async def upload(request: Request, state: State) -> dict[str, Any]:
+    """Store one photo (multipart field or raw body); its header is checked, nothing is enhanced."""
+    folder = state.new_folder()
     try:
-        with Image.open(path) as im:
-            fmt, (w, h) = _READ_FORMATS.get(im.format or ""), im.size
-            kind = im.format
-    except UnidentifiedImageError as e:
-        raise PhotoError(
-            f"{name} is not a photo dslrify can read", "upload a JPEG, PNG, TIFF or WebP photo"
-        ) from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise PhotoError(f"{name}: cannot read the image header ({e})", "the file is damaged") from e
-    if fmt is None:
-        raise PhotoError(
-            f"{name} is a {kind} image, which dslrify does not read", "convert it to PNG or JPEG"
-        )
-    if w * h > max_pixels:
-        raise PhotoError(
-            f"{name} is {w} x {h} = {w * h:,} pixels, more than this server's limit of {max_pixels:,}",
-            "resize it, or restart dslrify serve with a larger --max-pixels",
-        )
-    return fmt, w, h
+        name = await save_upload(request, folder / "upload", state.max_upload_bytes)
+        info = await _in_thread(state.light, work.check_upload, folder / "upload", name, state.max_pixels)
+    except BaseException:  # a refused photo, a client that went away: nothing stays behind
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return state.add_upload(folder, folder / "upload", name, info).public()
 
 
-def _preview(pixels: torch.Tensor, icc: bytes | None, dst: Path, side: int = PREVIEW_SIDE) -> None:
-    """A screen-size JPEG of (1, 3, H, W) float pixels, with the ICC profile so browsers show true colour."""
-    h, w = pixels.shape[-2:]
-    scale = min(1.0, side / max(h, w))
-    if scale < 1.0:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        pixels = F.interpolate(pixels, size=size, mode="area")  # area: no aliasing on downscale
-    arr = (pixels[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    tmp = dst.with_suffix(".part")
-    Image.fromarray(np.ascontiguousarray(arr)).save(
-        tmp, "JPEG", quality=85, **({"icc_profile": icc} if icc else {})
+@router.post("/api/enhance/{photo_id}")
+async def enhance(photo_id: str, state: State, body: EnhanceRequest | None = None) -> dict[str, Any]:
+    """Enhance (or re-render) an uploaded photo: model + strength; 503 when the server is busy."""
+    body = body or EnhanceRequest(model=None, strength=1.0)
+    item = state.get(photo_id)
+    model_name = state.check_model(body.model or state.default_model)
+    with state.admitted(item):
+        async with item.lock:  # one render per photo at a time: result and previews stay consistent
+            seconds = await _in_thread(state.pool, work.render, state, item, model_name, body.strength)
+            item.rendered(model_name, body.strength)
+    state.fit_disk(keep=item)
+    return {**item.public(), "seconds": round(seconds, 3)}
+
+
+@router.get("/api/photo/{photo_id}")
+async def photo_info(photo_id: str, state: State) -> dict[str, Any]:
+    return state.get(photo_id).public()
+
+
+@router.delete("/api/photo/{photo_id}")
+async def delete_photo(photo_id: str, state: State) -> dict[str, Any]:
+    """Forget a photo and delete its files now (the page's remove button)."""
+    item = state.get(photo_id)
+    async with item.lock:
+        state.forget(item)
+    return {"deleted": photo_id}
+
+
+@router.get("/api/result/{photo_id}")
+async def result(photo_id: str, state: State) -> FileResponse:
+    """The full-resolution result in the source's format, with its EXIF, ICC and XMP."""
+    item = state.get(photo_id)
+    return FileResponse(_need_result(item), filename=item.download_name)
+
+
+@router.get("/api/image/{photo_id}/{kind}")
+async def image(photo_id: str, kind: str, state: State, size: str = "screen") -> FileResponse:
+    """What the page shows: ``screen`` previews (JPEG, long side 1600) or ``full`` resolution."""
+    item = state.get(photo_id)
+    if kind not in ("original", "result") or size not in ("screen", "full"):
+        raise ApiError(400, "kind must be original or result, size screen or full")
+    _need_result(item)  # previews are made by the first render
+    if size == "screen":
+        path = item.folder / f"preview_{kind}.jpg"
+    else:
+        path = await _in_thread(state.light, work.full_view, item, kind, state.max_pixels)
+        item.measure()  # a JPEG view copy of a TIFF or HEIF counts against the disk budget
+    return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/api/zip")
+async def zip_results(ids: str, state: State) -> Response:
+    """All enhanced results among ``ids`` (comma-separated) in one zip; unenhanced ones are skipped."""
+    files = work.zip_entries([state.get(i) for i in dict.fromkeys(x for x in ids.split(",") if x)])
+    if not files:
+        raise ApiError(409, "none of these photos is enhanced yet", "enhance them first")
+    dst = state.root / f"results-{secrets.token_hex(6)}.zip"
+    await _in_thread(state.light, work.write_zip, files, dst)
+    return FileResponse(
+        dst,
+        filename="dslrify-results.zip",
+        media_type="application/zip",
+        background=BackgroundTask(dst.unlink, missing_ok=True),  # removed once sent
     )
-    tmp.replace(dst)  # a browser never fetches a half-written preview
 
 
-def _render(state: ServeState, item: Item, model: str, strength: float) -> float:
-    """Enhance ``item`` with ``model`` at ``strength``: full-size result + two previews. Returns seconds."""
-    start = time.perf_counter()
-    enhancer = state.enhancer(model)
-    photo = read_photo(item.original, max_pixels=state.max_pixels)
-    y = enhancer.enhance_tensor(photo.pixels)
-    if strength != 1.0:
-        y = torch.lerp(photo.pixels, y, strength)
-    result = item.folder / f"result{_EXT[item.format]}"
-    write_photo(result, photo, y, quality=95)  # keeps EXIF, ICC and XMP
-    _preview(y, photo.icc_profile, item.folder / "preview_result.jpg")
-    original_preview = item.folder / "preview_original.jpg"
-    if not original_preview.exists():
-        _preview(photo.pixels, photo.icc_profile, original_preview)
-    # The full-size "view" copies belong to the previous render: drop them (made again on demand).
-    (item.folder / "full_result.jpg").unlink(missing_ok=True)
-    return time.perf_counter() - start
+# --- errors: always {"error", "advice"} ------------------------------------------------------------------
 
 
-def _full_view(item: Item, kind: str, max_pixels: int) -> Path:
-    """A full-resolution file a browser can show (for the 100% zoom): the file itself or a JPEG copy."""
-    src = item.original if kind == "original" else item.result
-    assert src is not None
-    if item.format in _BROWSER_FORMATS:
-        return src
-    dst = item.folder / f"full_{kind}.jpg"
-    if not dst.exists():
-        photo = read_photo(src, max_pixels=max_pixels)
-        tmp = item.folder / f"full_{kind}.part.jpg"
-        write_photo(tmp, dataclasses.replace(photo, alpha=None), quality=92)  # a view copy: 8-bit JPEG
-        tmp.replace(dst)
-    return dst
+def _answer(
+    status: int, error: str, advice: str | None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "advice": advice}, status_code=status, headers=headers)
 
 
-def _write_zip(files: list[tuple[Path, str]], dst: Path) -> None:
-    # Stored, not deflated: JPEG/WebP are compressed already, and deflating 12 MP PNGs costs seconds.
-    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_STORED) as zf:
-        for path, name in files:
-            zf.write(path, name)
+async def _api_error(request: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, ApiError)
+    return _answer(e.status, e.message, e.advice, e.headers)
 
 
-# --- the app -------------------------------------------------------------------------------------------
+async def _dslrify_error(request: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, DslrifyError)
+    return _answer(400, e.message, e.advice)  # the photo or the request is at fault, never the server
 
 
-async def _stream_upload(request: Request, dest: BinaryIO, limit: int) -> str | None:
-    """Write the uploaded file's bytes to ``dest``, at most ``limit`` bytes; returns its name if sent.
-
-    Accepts ``multipart/form-data`` (first file field) or a raw body (name from ``?name=``). The
-    multipart parser is fed chunk by chunk, so nothing is buffered whole and no other file is written.
-    """
-    ctype = request.headers.get("content-type", "")
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit + 64 * 1024:  # allow for multipart framing
-        raise _TooLarge
-    if not ctype.startswith("multipart/form-data"):
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            dest.write(chunk)
-        if size == 0:
-            raise ApiError(400, "the upload is empty", "send the photo's bytes as the request body")
-        return request.query_params.get("name")
-
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    _, params = parse_options_header(ctype)
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise ApiError(400, "multipart upload without a boundary", "send the photo as form field 'file'")
-    part: dict[str, Any] = {"field": b"", "value": b"", "headers": {}, "in_file": False}
-    found: dict[str, Any] = {"name": None, "size": 0, "done": False}
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        part["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        part["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        part["headers"][part["field"].lower()] = part["value"]
-        part["field"], part["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        _, disp = parse_options_header(part["headers"].get(b"content-disposition", b""))
-        if b"filename" in disp and not found["done"]:
-            part["in_file"] = True
-            found["name"] = disp[b"filename"].decode("utf-8", "replace")
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if part["in_file"]:
-            found["size"] += end - start
-            if found["size"] > limit:
-                raise _TooLarge
-            dest.write(data[start:end])
-
-    def on_part_end() -> None:
-        if part["in_file"]:
-            found["done"] = True
-        part.update(headers={}, in_file=False)
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
+async def _validation_error(request: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'body'}: {err.get('msg', 'invalid')}"
+        for err in e.errors()
     )
-    async for chunk in request.stream():
-        parser.write(chunk)
-    parser.finalize()
-    if not found["done"]:
-        raise ApiError(400, "the upload holds no file", "send the photo as a multipart file field")
-    if found["size"] == 0:
-        raise ApiError(400, f"{found['name'] or 'the upload'} is empty (0 bytes)", "pick the photo again")
-    return found["name"]
+    return _answer(422, f"invalid request: {problems}", "see GET /api/openapi.json for the API")
+
+
+async def _http_error(request: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, HTTPException)
+    advice = "see docs/serve.md for the API" if e.status_code in (404, 405) else None
+    return _answer(e.status_code, str(e.detail), advice, dict(e.headers or {}))
 
 
 def create_app(
@@ -392,16 +209,24 @@ def create_app(
     workers: int = 1,
     device: str = "auto",
     preload: bool = False,
+    host: str = "127.0.0.1",
+    allow_hosts: Iterable[str] = (),
+    max_memory_mb: float | None = None,
+    max_disk_mb: float = 4096,
 ) -> FastAPI:
     """The web app: the page at ``/``, the JSON API under ``/api`` (see docs/serve.md).
 
     ``model``: the model selected first (a name from ``dslrify models`` or a checkpoint folder).
-    ``max_upload_mb`` / ``max_pixels``: per-photo limits (413 / 400 beyond them). ``queue``: how many
-    enhancements may wait for one of the ``workers`` threads before the answer is 503.
-    ``workdir``: where the temporary folder is made (default: the system's temp folder).
+    ``max_upload_mb`` / ``max_pixels``: per-photo limits (413 / 400 beyond them). ``max_memory_mb``:
+    the memory that admitted enhancements may take together (default: half of what is free now);
+    ``queue``: at most that many wait beyond the ``workers`` threads. Beyond either, 503.
+    ``workdir``: where the temporary folder is made (default: the system's); ``max_disk_mb`` bounds it.
+    ``host`` / ``allow_hosts``: the bound address and extra names the ``Host`` header may carry.
     ``preload``: build the first model now, so a wrong name fails at start and the first photo is quick.
     """
-    state = ServeState(model, max_upload_mb, max_pixels, workers, queue, workdir, device)
+    state = ServeState(
+        model, max_upload_mb, max_pixels, workers, queue, workdir, device, max_memory_mb, max_disk_mb
+    )
     if preload:
         try:
             state.enhancer(model)
@@ -416,149 +241,56 @@ def create_app(
         finally:
             state.close()
 
-    app = FastAPI(title="dslrify", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(
+        title="dslrify", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
+    )
     app.state.serve = state
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse({"error": e.message, "advice": e.advice}, status_code=e.status, headers=e.headers)
-
-    @app.exception_handler(DslrifyError)
-    async def dslrify_error(request: Request, e: DslrifyError) -> JSONResponse:
-        # The photo (or the request) is at fault, never the server: 400 with the library's message.
-        return JSONResponse({"error": e.message, "advice": e.advice}, status_code=400)
-
-    async def in_thread(pool: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
-    @app.get("/api/models")
-    async def models() -> dict[str, Any]:
-        """Models the page can choose from, and the server's limits."""
-        return {
-            "models": state.models(),
-            "default": state.default_model,
-            "max_upload_mb": state.max_upload_mb,
-            "max_pixels": state.max_pixels,
-        }
-
-    @app.post("/api/upload")
-    async def upload(request: Request) -> dict[str, Any]:
-        """Store one photo (multipart field or raw body); its header is checked, nothing is enhanced."""
-        photo_id = secrets.token_urlsafe(12)
-        folder = state.root / photo_id
-        folder.mkdir()
-        raw = folder / "upload"
-        try:
-            with open(raw, "wb") as f:
-                name = await _stream_upload(request, f, state.max_upload_bytes)
-            name = Path(name or "photo").name or "photo"  # a name to show and to derive downloads from
-            fmt, w, h = await in_thread(state.light, _check_header, raw, name, state.max_pixels)
-        except _TooLarge:
-            _remove_tree(folder)
-            raise ApiError(
-                413,
-                f"the upload is larger than this server's limit of {state.max_upload_mb:g} MB",
-                "restart dslrify serve with a larger --max-upload-mb",
-            ) from None
-        except BaseException:
-            _remove_tree(folder)
-            raise
-        original = raw.rename(folder / f"original{_EXT[fmt]}")  # read_photo wants a known extension
-        item = Item(photo_id, folder, name, fmt, w, h, original.stat().st_size, original)
-        state.add(item)
-        return item.public()
-
-    @app.post("/api/enhance/{photo_id}")
-    async def enhance(photo_id: str, body: EnhanceRequest | None = None) -> dict[str, Any]:
-        """Enhance (or re-render) an uploaded photo: model + strength; 503 when the queue is full."""
-        body = body or EnhanceRequest()
-        item = state.get(photo_id)
-        model_name = state.check_model(body.model or state.default_model)
-        if state.admitted >= state.workers + state.queue:
-            raise ApiError(
-                503,
-                f"the server is busy: {state.admitted} photos are being enhanced or queued",
-                "try again in a few seconds",
-                headers={"Retry-After": "5"},
-            )
-        state.admitted += 1
-        try:
-            async with item.lock:  # one render per photo at a time: result and previews stay consistent
-                version = item.version + 1
-                seconds = await in_thread(state.pool, _render, state, item, model_name, body.strength)
-                item.result = item.folder / f"result{_EXT[item.format]}"
-                item.model, item.strength, item.version = model_name, body.strength, version
-        finally:
-            state.admitted -= 1
-        return {**item.public(), "seconds": round(seconds, 3)}
-
-    @app.get("/api/photo/{photo_id}")
-    async def photo_info(photo_id: str) -> dict[str, Any]:
-        return state.get(photo_id).public()
-
-    @app.delete("/api/photo/{photo_id}")
-    async def delete_photo(photo_id: str) -> dict[str, Any]:
-        """Forget a photo and delete its files now (the page's remove button)."""
-        item = state.get(photo_id)
-        async with item.lock:
-            state.items.pop(item.id, None)
-            _remove_tree(item.folder)
-        return {"deleted": photo_id}
-
-    def need_result(item: Item) -> Path:
-        if item.result is None or not item.result.exists():
-            raise ApiError(409, f"{item.name} is not enhanced yet", f"POST /api/enhance/{item.id} first")
-        return item.result
-
-    @app.get("/api/result/{photo_id}")
-    async def result(photo_id: str) -> FileResponse:
-        """The full-resolution result in the source's format, with its EXIF, ICC and XMP."""
-        item = state.get(photo_id)
-        return FileResponse(need_result(item), filename=item.download_name)
-
-    @app.get("/api/image/{photo_id}/{kind}")
-    async def image(photo_id: str, kind: str, size: str = "screen") -> FileResponse:
-        """What the page shows: ``screen`` previews (JPEG, long side 1600) or ``full`` resolution."""
-        item = state.get(photo_id)
-        if kind not in ("original", "result") or size not in ("screen", "full"):
-            raise ApiError(400, "kind must be original or result, size screen or full")
-        need_result(item)  # previews are made by the first render
-        if size == "screen":
-            path = item.folder / f"preview_{kind}.jpg"
-        else:
-            path = await in_thread(state.light, _full_view, item, kind, state.max_pixels)
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
-
-    @app.get("/api/zip")
-    async def zip_results(ids: str) -> Response:
-        """All enhanced results among ``ids`` (comma-separated) in one zip; unenhanced ones are skipped."""
-        items = [state.get(i) for i in dict.fromkeys(x for x in ids.split(",") if x)]
-        files, used = [], set()
-        for item in items:
-            if item.result is None:
-                continue
-            name, n = item.download_name, 1
-            while name in used:  # two uploads of IMG_0001.jpg must not overwrite each other in the zip
-                n += 1
-                name = f"{Path(item.download_name).stem}_{n}{Path(item.download_name).suffix}"
-            used.add(name)
-            files.append((item.result, name))
-        if not files:
-            raise ApiError(409, "none of these photos is enhanced yet", "enhance them first")
-        dst = state.root / f"results-{secrets.token_hex(6)}.zip"
-        await in_thread(state.light, _write_zip, files, dst)
-        from starlette.background import BackgroundTask
-
-        return FileResponse(
-            dst,
-            filename="dslrify-results.zip",
-            media_type="application/zip",
-            background=BackgroundTask(dst.unlink, missing_ok=True),  # removed once sent
-        )
-
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DslrifyError, _dslrify_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(Guard, hosts=allowed_hosts(host, allow_hosts))
     return app
+
+
+# --- running it -------------------------------------------------------------------------------------------
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; DslrifyError (one line) when the port is taken or the address
+    is not this machine's. Binding before uvicorn starts means no "open http://..." for a dead server."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        raise DslrifyError(
+            f"cannot use --host {host} ({e.strerror or e})", "give an address of this machine"
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: quick restarts work
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise DslrifyError(f"port {port} is in use, choose another with --port") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            advice = "choose a port above 1023 with --port"
+            raise DslrifyError(f"port {port} needs extra rights", advice) from None
+        raise DslrifyError(
+            f"cannot listen on {host}:{port} ({e.strerror or e})", "check --host and --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app: FastAPI) -> uvicorn.Server:
+    """The uvicorn server ``dslrify serve`` runs ``app`` with; ``.run(sockets=[sock])`` serves it."""
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+
+
+def run_app(app: FastAPI, sock: socket.socket) -> None:
+    """Serve ``app`` on ``sock`` (from ``bind_socket``) until Ctrl+C or SIGTERM."""
+    make_server(app).run(sockets=[sock])

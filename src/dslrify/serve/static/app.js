@@ -25,8 +25,8 @@ function showNotice(text) {
 }
 
 function errorText(body, fallback) {
+  // Every error the server sends is {"error": ..., "advice": ...}; anything else is not from it.
   if (body && body.error) return body.advice ? `${body.error} — ${body.advice}` : body.error;
-  if (body && body.detail) return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
   return fallback;
 }
 
@@ -137,6 +137,9 @@ function showImages(p) {
 
 function showResult(p, result) {
   p.result = result;
+  // The upright aspect ratio sizes the stage so that the whole photo fits the window (style.css).
+  $(".stage", p.card).style.setProperty("--ratio", String(result.width / result.height));
+  p.card.classList.add("ready"); // the view and download buttons work from now on
   showImages(p);
   const dl = $(".download", p.card);
   dl.href = result.download;
