@@ -109,9 +109,9 @@ def test_brackets_in_names_and_advice_print_as_they_are(tmp_path, photo, model_d
     photo.rename(odd)
     result = run("enhance", str(odd), "--model", str(model_dir))
     assert result.exit_code == 0 and "x[bold].jpg ->" in result.output and "x[bold]_dslr.jpg" in result.output
-    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the serve extra were not installed
-    result = run("serve")
-    assert result.exit_code == 1 and "pip install 'dslrify[serve]'" in result.output
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if the onnx extra were not installed
+    result = run("export", str(model_dir), "-o", str(tmp_path / "m.onnx"))
+    assert result.exit_code == 1 and "pip install 'dslrify[onnx]'" in result.output
 
 
 def test_paths_are_not_wrapped_when_output_is_not_a_terminal(tmp_path, photo_array, model_dir):

@@ -205,9 +205,24 @@ def test_every_answer_carries_the_protective_headers(client: TestClient) -> None
 # --- budgets -----------------------------------------------------------------------------------------------
 
 
+def sparse_png(width: int, height: int) -> bytes:
+    """A real, decodable gray PNG that is mostly flat: small on disk, large in memory. A few rows of
+    noise keep it above the bytes-per-pixel plausibility bound that refuses forged size claims."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((height, width), np.uint8)
+    pixels[:6] = np.random.default_rng(0).integers(0, 256, (6, width), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def test_work_is_admitted_by_memory_cost_not_count(tmp_path: Path) -> None:
     small = jpeg_with_metadata()
-    big = png_header(7_000, 7_000)  # 6 kB on disk, ~2.6 GB to enhance
+    big = sparse_png(7_000, 7_000)  # ~40 kB on disk, ~2.6 GB to enhance
     budget_mb = (work_cost(7_000 * 7_000) + 2 * work_cost(256 * 192)) / 1024**2
     with client_for(tmp_path, max_memory_mb=budget_mb, queue=8) as c:
         big_id = upload(c, big, "big.png")["id"]
