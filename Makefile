@@ -35,9 +35,11 @@ test: dev
 test-slow: dev
 	$(BIN)/python -m pytest -q -m slow
 
+# ruff, then mypy (its settings and files: [tool.mypy] in pyproject.toml)
 lint: dev
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

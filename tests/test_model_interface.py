@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from dslrify.checkpoint import load_checkpoint, save_checkpoint
 from dslrify.enhancer import Enhancer
+from dslrify.errors import ModelError
 from dslrify.models import ARCHITECTURES, EnhancementModel, build_model
 from dslrify.models.base import MomentsContext
 from dslrify.photo import read_photo
@@ -177,3 +179,12 @@ def test_a_context_of_another_kind_is_refused() -> None:
         model(textured(32, 32), torch.zeros(1, 4))
     with pytest.raises(ValueError, match="holds 0 statistics"):
         model(textured(32, 32), MomentsContext())
+
+
+def test_a_discriminator_checkpoint_is_refused_as_a_model(tmp_path: Path) -> None:
+    """Only enhancement models load as models: a discriminator fails at load time with advice."""
+    folder = save_checkpoint(tmp_path / "critic", build_model("patchgan"), "patchgan", {})
+    with pytest.raises(ModelError, match="does not enhance photos"):
+        load_checkpoint(folder)
+    with pytest.raises(ModelError, match="does not enhance photos"):
+        load_model(folder)

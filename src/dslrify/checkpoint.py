@@ -86,6 +86,11 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[EnhancementModel, dic
     """Build the model a checkpoint folder describes and load its weights; returns (model, config)."""
     config = read_config(directory)
     model = build_model(config["architecture"], config["args"])
+    if not isinstance(model, EnhancementModel):
+        raise ModelError(
+            f"{directory} holds a {config['architecture']!r}, which does not enhance photos",
+            "pass a generator's checkpoint; discriminators only serve in training",
+        )
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{directory} has no {WEIGHTS_FILE}", "the checkpoint folder is incomplete")

@@ -19,13 +19,14 @@ from dslrify.convert.tf_checkpoint import read_tf_checkpoint
 from dslrify.errors import ModelError
 from dslrify.models.ppcn import PPCNStudent, PPCNTeacher
 
-PPCN_PARAMETERS = {"teacher": 21_843, "student": 2_715}
+PPCNVariant = Literal["teacher", "student"]
+PPCN_PARAMETERS: dict[PPCNVariant, int] = {"teacher": 21_843, "student": 2_715}
 # Which norm (by its attribute name) each pair of unnamed variables belongs to, in creation order.
 _NORMS = {"teacher": ("norm2", "norm3", "norm4", "norm5"), "student": ("norm2", "norm3")}
 _CONVS = {"teacher": 8, "student": 5}
 
 
-def ppcn_name_map(variant: Literal["teacher", "student"]) -> dict[str, str]:
+def ppcn_name_map(variant: PPCNVariant) -> dict[str, str]:
     """PPCN variable name (without scope) -> ``PPCNTeacher``/``PPCNStudent`` state-dict key."""
     names = {}
     for i in range(_CONVS[variant]):
@@ -40,7 +41,7 @@ def ppcn_name_map(variant: Literal["teacher", "student"]) -> dict[str, str]:
 def import_ppcn(
     prefix: str | os.PathLike,
     out_dir: str | os.PathLike,
-    variant: Literal["teacher", "student"] | None = None,
+    variant: PPCNVariant | None = None,
 ) -> Path:
     """Convert PPCN's ``teacher.ckpt`` or ``student.ckpt`` into a dslrify checkpoint folder ``out_dir``.
 
@@ -58,7 +59,7 @@ def import_ppcn(
                 "nor its student (2,715)",
                 "pass the teacher.ckpt or student.ckpt prefix from Zheng222/PPCN test/ckpt_enhancement",
             )
-        variant = by_count[count]  # type: ignore[assignment]
+        variant = by_count[count]
     if variant not in PPCN_PARAMETERS:
         raise ModelError(f"unknown PPCN variant {variant!r}", "use 'teacher', 'student' or None (auto)")
     scopes = sorted({name.partition("/")[0] for name in variables})

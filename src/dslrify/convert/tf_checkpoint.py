@@ -20,6 +20,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -117,6 +118,7 @@ def _proto_fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -137,13 +139,20 @@ def _proto_fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     return fields
 
 
+def _int_field(fields: dict[int, int | bytes], number: int, default: int) -> int:
+    """Numeric field `number` of a parsed message, `default` when absent."""
+    value = fields.get(number, default)
+    if isinstance(value, bytes):  # a length-delimited value where the schema has a number
+        raise ValueError(f"field {number} holds bytes where a number is expected")
+    return value
+
+
 def _parse_shape(buf: bytes) -> tuple[int, ...]:
     """TensorShapeProto: repeated Dim dim = 2 (Dim: int64 size = 1); unknown_rank = 3."""
     dims = []
     for number, value in _proto_fields(buf):
         if number == 2 and isinstance(value, bytes):
-            size = dict(_proto_fields(value)).get(1, 0)
-            dims.append(int(size))  # type: ignore[arg-type]
+            dims.append(_int_field(dict(_proto_fields(value)), 1, 0))
         elif number == 3 and value:
             raise ValueError("tensor of unknown rank")
     return tuple(dims)
@@ -156,15 +165,16 @@ def _parse_entry(name: str, buf: bytes) -> BundleEntry:
         if number == 7:
             sliced = True
         f[number] = value
-    shape = _parse_shape(f[2]) if isinstance(f.get(2), bytes) else ()  # type: ignore[arg-type]
+    shape_buf = f.get(2)
+    shape = _parse_shape(shape_buf) if isinstance(shape_buf, bytes) else ()
     return BundleEntry(
         name=name,
-        dtype=int(f.get(1, 0)),  # type: ignore[arg-type]
+        dtype=_int_field(f, 1, 0),
         shape=shape,
-        shard_id=int(f.get(3, 0)),  # type: ignore[arg-type]
-        offset=int(f.get(4, 0)),  # type: ignore[arg-type]
-        size=int(f.get(5, 0)),  # type: ignore[arg-type]
-        crc32c=int(f[6]) if 6 in f else None,  # type: ignore[arg-type]
+        shard_id=_int_field(f, 3, 0),
+        offset=_int_field(f, 4, 0),
+        size=_int_field(f, 5, 0),
+        crc32c=_int_field(f, 6, 0) if 6 in f else None,
         sliced=sliced,
     )
 
@@ -263,10 +273,11 @@ def read_bundle_index(prefix: str | os.PathLike) -> tuple[dict[str, int], dict[s
         for key, value in raw:
             if key == b"":
                 f = dict(_proto_fields(value))
-                header["num_shards"] = int(f.get(1, 1))  # type: ignore[arg-type]
-                header["endianness"] = int(f.get(2, 0))  # type: ignore[arg-type]
-                if isinstance(f.get(3), bytes):
-                    header["version"] = int(dict(_proto_fields(f[3])).get(1, 0))  # type: ignore[arg-type]
+                header["num_shards"] = _int_field(f, 1, 1)
+                header["endianness"] = _int_field(f, 2, 0)
+                version = f.get(3)
+                if isinstance(version, bytes):
+                    header["version"] = _int_field(dict(_proto_fields(version)), 1, 0)
                 continue
             name = key.decode("utf-8")
             entries[name] = _parse_entry(name, value)
@@ -311,7 +322,7 @@ def read_tf_checkpoint(
     header, entries = read_bundle_index(prefix)
     _, base = _index_path(prefix)
     num_shards = header["num_shards"]
-    byte_order = ">" if header["endianness"] == 1 else "<"
+    byte_order: Literal[">", "<"] = ">" if header["endianness"] == 1 else "<"
     shards: dict[int, bytes] = {}
     out: dict[str, np.ndarray] = {}
     for name, e in entries.items():

@@ -119,7 +119,10 @@ def jpeg(x: Tensor, quality: int) -> Tensor:
         ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         if not ok:
             raise RuntimeError("OpenCV could not encode a JPEG")
-        out[i] = to_chw(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise RuntimeError("OpenCV could not decode the JPEG it encoded")
+        out[i] = to_chw(decoded[..., ::-1])
     return out.reshape(x.shape).to(x.device, x.dtype)
 
 

@@ -8,6 +8,8 @@ that arithmetic in the graph so the exported thumbnail follows the input's size.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -29,10 +31,11 @@ def area_matrix(n: torch.Tensor | int, size: torch.Tensor | int, dtype: torch.dt
     rule. ``n`` and ``size`` may be 0-d int64 tensors: under tracing they stay graph values (Range,
     integer Div), so the pooling follows the input's size instead of being frozen at the traced one.
     """
-    i = torch.arange(size, dtype=torch.int64)
+    # torch.arange takes 0-d tensors (graph values under tracing); its stubs only list numbers.
+    i = torch.arange(cast(int, size), dtype=torch.int64)
     start = torch.div(i * n, size, rounding_mode="floor")
     end = torch.div((i + 1) * n + size - 1, size, rounding_mode="floor")
-    j = torch.arange(n, dtype=torch.int64)
+    j = torch.arange(cast(int, n), dtype=torch.int64)
     inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
     return inside.to(dtype) / (end - start).to(dtype)[:, None]
 

@@ -13,6 +13,8 @@ resized to at most ``context_size`` pixels on its long side, so tiles of a large
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,11 +80,13 @@ class ResidualUNet(EnhancementModel):
         self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth))
         self.dec = nn.ModuleList(_conv_block(2 * chans[i], chans[i]) for i in range(depth))
         # FiLM: the global vector scales and shifts each decoder level.
-        self.film = nn.ModuleList(nn.Linear(global_width, 2 * chans[i]) for i in range(depth))
-        for f in self.film:
+        film = [nn.Linear(global_width, 2 * chans[i]) for i in range(depth)]
+        for f in film:
             nn.init.zeros_(f.weight)
             nn.init.zeros_(f.bias)
+        self.film = nn.ModuleList(film)
         self.tail = nn.Conv2d(chans[0], 3, 3, padding=1)
+        assert self.tail.bias is not None  # Conv2d's default bias=True
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
@@ -137,5 +141,6 @@ class _UNetForExport(nn.Module):
         hw = torch._shape_as_tensor(x)[-2:]
         pad = (-hw) % self.model.spec.size_multiple
         g = self.model.global_branch(resize_long_side_exportable(x, self.model.context_size))
-        xp = F.pad(x, (0, pad[1], 0, pad[0]), mode="reflect")
+        # F.pad takes 0-d tensors (graph values under tracing); its stubs only list ints.
+        xp = F.pad(x, cast(tuple[int, ...], (0, pad[1], 0, pad[0])), mode="reflect")
         return self.model(xp, g)[:, :, : hw[0], : hw[1]]

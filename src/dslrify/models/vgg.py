@@ -241,6 +241,9 @@ class VGGFeatures(nn.Module):
     require grad and the module stays in eval mode, but gradients do flow to the input.
     """
 
+    mean: Tensor  # (1, 3, 1, 1) buffers, registered in __init__
+    std: Tensor
+
     def __init__(
         self, layer: str = "relu5_4", weights: dict[str, Tensor] | str | os.PathLike[str] | None = None
     ):

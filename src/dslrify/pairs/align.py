@@ -87,7 +87,7 @@ def align_pair(
     sd = min(1.0, sp * math.sqrt(pg.size / dg.size))  # towards the phone's scale: SIFT then sees alike
     p_work, s_p = _resize(pg, sp)
     d_work, s_d = _resize(dg, sd)
-    sift = cv2.SIFT_create(nfeatures=MAX_FEATURES)
+    sift = cv2.SIFT.create(nfeatures=MAX_FEATURES)
     kp_p, des_p = sift.detectAndCompute(p_work, None)
     kp_d, des_d = sift.detectAndCompute(d_work, None)
     if des_p is None or des_d is None or len(kp_p) < 2 or len(kp_d) < 2:
@@ -98,8 +98,8 @@ def align_pair(
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
     if len(good) < min_inliers:
         return Alignment(None, matches=len(good), reason=f"too few matches ({len(good)} < {min_inliers})")
-    src = np.float64([kp_d[m.queryIdx].pt for m in good])
-    dst = np.float64([kp_p[m.trainIdx].pt for m in good])
+    src = np.array([kp_d[m.queryIdx].pt for m in good], dtype=np.float64)
+    dst = np.array([kp_p[m.trainIdx].pt for m in good], dtype=np.float64)
     h_work, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX, maxIters=5000, confidence=0.999)
     inliers = int(mask.sum()) if mask is not None else 0
     result = Alignment(None, matches=len(good), inliers=inliers)
@@ -185,7 +185,8 @@ def local_error(
     if shift > min(a.shape) / 4:  # far off (or unrelated): no overlap left to compare contents on
         return shift
     size = (a.shape[1], a.shape[0])
-    back = cv2.warpAffine(b, np.float32([[1, 0, dx], [0, 1, dy]]), size, flags=_BACK)  # b(x + d) ~ a(x)
+    shift_back = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
+    back = cv2.warpAffine(b, shift_back, size, flags=_BACK)  # b(x + d) ~ a(x)
     m = math.ceil(shift) + 2  # the border the shift left undefined
     a, back = a[m:-m, m:-m], back[m:-m, m:-m]
     a, back = a - a.mean(), back - back.mean()
@@ -319,7 +320,7 @@ def _ecc_score(template: np.ndarray, image: np.ndarray, w: np.ndarray) -> float:
 
 
 def _patch_gray(patch: np.ndarray) -> np.ndarray:
-    g = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    g: np.ndarray = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY).astype(np.float32)
     g = cv2.GaussianBlur(g, (0, 0), 1.0)
     return g - g.mean()
 

@@ -49,8 +49,11 @@ def review_images(
     for x, y, size in dropped:
         cv2.rectangle(diff, (x, y), (x + size - 1, y + size - 1), _RED, thick)
     scale = min(1.0, width / ww)
-    size = (max(1, round(ww * scale)), max(1, round(hh * scale)))
-    return tuple(cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in (overlay, diff))  # type: ignore[return-value]
+    out = (max(1, round(ww * scale)), max(1, round(hh * scale)))
+    return (
+        cv2.resize(overlay, out, interpolation=cv2.INTER_AREA),
+        cv2.resize(diff, out, interpolation=cv2.INTER_AREA),
+    )
 
 
 def _standardise(gray: np.ndarray, valid: np.ndarray) -> np.ndarray:

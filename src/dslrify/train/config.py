@@ -187,7 +187,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         if key not in names:
             raise DslrifyError(f"unknown config key {path!r}", f"valid keys here: {', '.join(sorted(names))}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, path)
         else:
             kwargs[key] = _coerce(value, hint, path)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 from dslrify import metrics
 from dslrify.checkpoint import save_checkpoint
-from dslrify.data import DPEDDataset, open_pairs
+from dslrify.data import DPEDDataset, PairDataset, open_pairs
 from dslrify.enhancer import pick_device
 from dslrify.errors import DslrifyError
 from dslrify.models import EnhancementModel, build_model
@@ -76,7 +76,8 @@ class Trainer:
         self.objective = Objective(cfg.loss, cfg.data.patch_size).to(device)
         self._setup_optim()
         self.step = 0
-        self.best_psnr, self.best_step, self.best_metrics = -math.inf, 0, {}
+        self.best_psnr, self.best_step = -math.inf, 0
+        self.best_metrics: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
         if resume:
             self._load(resume)
@@ -89,6 +90,7 @@ class Trainer:
         terms = [
             "DPED data: non-commercial research use" if dped else "user-supplied pairs: their terms apply"
         ]
+        self.val_set: PairDataset | Subset[Any] | None
         if d.val_split == "test":
             train_idx, self.val_set = list(range(len(pairs))), open_pairs(d.root, d.phone, split="test")
         else:
@@ -122,6 +124,7 @@ class Trainer:
 
     def _setup_model(self) -> None:
         m = self.cfg.model
+        model: torch.nn.Module
         if m.init:
             model, config, _ = resolve_model(m.init)
             self.model_args = config["args"]
@@ -143,7 +146,8 @@ class Trainer:
         self.ema = None
         if self.cfg.run.ema > 0:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.run.ema))
-        self.net: torch.nn.Module = self.model
+        # The module that runs training steps: the model, or a DDP and/or torch.compile wrapper of it.
+        self.net: Callable[..., Any] = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
@@ -366,13 +370,13 @@ class _Logs:
             with self.path.open() as f:
                 self.rows = list(csv.DictReader(f))
             self.keys = list(self.rows[0]) if self.rows else []
-        self.tb = None
+        self.tb: SummaryWriter | None = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # optional: pip install 'dslrify[train]'
-                SummaryWriter = None  # noqa: N806
-            if SummaryWriter is not None:
+                pass
+            else:
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, row: dict[str, Any]) -> None:
