@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,7 +346,7 @@ class Enhancer:
         quality: int = 95,
         overwrite: bool = False,
         on_done: Callable[[Path, Path, BaseException | None, float], None] | None = None,
-    ) -> Iterator[tuple[Path, Path, BaseException | None]]:
+    ) -> Generator[tuple[Path, Path, BaseException | None], None, None]:
         """Enhance many files; decoding the next photo and encoding the last overlap the model's work.
 
         Yields ``(src, dst, error)`` per job in order; an error (DslrifyError) does not stop the batch.

@@ -14,16 +14,15 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from rich.table import Table
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from dslrify.errors import ModelError
 from dslrify.files import atomic_path
@@ -181,7 +180,20 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+class Pairs(Protocol):
+    """What ``evaluate`` reads: ``len()`` pairs, item ``i`` an ``(input, target)`` of (3, H, W) in [0, 1]."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]: ...
+
+
+def _two_paths(paths: Sequence[object]) -> tuple[str, str]:
+    first, second = paths
+    return str(first), str(second)
+
+
+def _batches(dataset: Pairs, batch_size: int) -> Iterator[tuple[list[int], Tensor, Tensor]]:
     """Consecutive pairs stacked into batches of up to ``batch_size``; a size change starts a new batch."""
     indices: list[int] = []
     inputs: list[Tensor] = []
@@ -240,7 +252,7 @@ def _slug(text: str) -> str:
 
 def evaluate(
     models: dict[str, Model],
-    dataset: Dataset,
+    dataset: Pairs,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
     save_images: Path | None = None,
@@ -310,7 +322,7 @@ def evaluate(
         summaries=summaries,
         values=values,
         pair_names=[str(getattr(dataset, "name", str)(i)) for i in range(total)],
-        pair_paths=[tuple(map(str, paths_of(i))) if paths_of else ("", "") for i in range(total)],
+        pair_paths=[_two_paths(paths_of(i)) if paths_of else ("", "") for i in range(total)],
     )
 
 

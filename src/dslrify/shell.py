@@ -61,9 +61,10 @@ def for_shell(error: DslrifyError) -> str:
 class OneLineErrors(TyperGroup):
     """Bad options and arguments are one ``error:`` line (click's usage errors, without a panel)."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False  # errors come back here to be printed as one line
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, **kwargs)
         except click_errors.NoArgsIsHelpError as e:
             e.show()
             sys.exit(e.exit_code)
