@@ -1,6 +1,7 @@
 """Training losses: pixel and structural losses, and DPED's colour, total-variation, content and texture
 losses (Ignatov et al., "DSLR-Quality Photos on Mobile Devices with Deep Convolutional Networks",
-ICCV 2017; reference code github.com/aiff22/DPED, ``train_model.py`` and ``utils.py``).
+ICCV 2017; reference code github.com/aiff22/DPED, ``train_model.py`` and ``utils.py``), and the gradient
+texture loss of Xia et al.'s 2018 code (``gradient_loss``).
 
 Every loss is a typed function plus a thin ``nn.Module`` that stores its options (kornia style).
 Images are ``(N, C, H, W)`` float tensors, RGB in ``[0, 1]`` unless stated; ``output`` and ``target``
@@ -156,6 +157,30 @@ def tv_loss(x: Tensor) -> Tensor:
     return dy.pow(2).mean() + dx.pow(2).mean()
 
 
+# --- Xia et al.'s gradient texture loss ----------------------------------------------------------
+
+
+def gradient_loss(output: Tensor, target: Tensor) -> Tensor:
+    """L1 distance between the image gradients of ``output`` and ``target``, ``(N, C, H, W)``, H, W >= 2.
+
+    Mean over all elements of ``|dx(output) - dx(target)|`` plus the same for ``dy``, with ``dx`` and
+    ``dy`` the differences of horizontally and vertically adjacent pixels (``(N, C, H, W - 1)`` and
+    ``(N, C, H - 1, W)``). It asks for the target's edges and texture, not its tones: adding a constant
+    to either image changes nothing. This is the texture loss of Xia et al.'s preliminary code
+    (bdseal/Low-Quality-to-DSLR-Translation, ``utils.compute_gradient`` and ``train_model.py``), which
+    leaves the sum of the two absolute differences unreduced (and of shapes that do not broadcast); the
+    values its log reports (about 0.04) are on the scale of these per-element means.
+    """
+    _check_pair(output, target, "gradient_loss")
+    if output.shape[-2] < 2 or output.shape[-1] < 2:
+        raise ValueError(f"gradient_loss: images need H, W >= 2, got {tuple(output.shape)}")
+    # Differencing is linear: dx(output) - dx(target) == dx(output - target).
+    diff = output - target
+    dx = diff[:, :, :, 1:] - diff[:, :, :, :-1]
+    dy = diff[:, :, 1:, :] - diff[:, :, :-1, :]
+    return dx.abs().mean() + dy.abs().mean()
+
+
 # --- DPED's content (perceptual) loss -----------------------------------------------------------
 
 
@@ -301,6 +326,13 @@ class TVLoss(nn.Module):
 
     def forward(self, output: Tensor) -> Tensor:
         return tv_loss(output)
+
+
+class GradientLoss(nn.Module):
+    """Module form of ``gradient_loss``: ``forward(output, target) -> scalar``."""
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        return gradient_loss(output, target)
 
 
 class PerceptualLoss(nn.Module):

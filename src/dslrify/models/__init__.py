@@ -16,6 +16,7 @@ from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator
 from dslrify.models.guided import GuidedEnhancer
 from dslrify.models.ppcn import PPCNStudent, PPCNTeacher
 from dslrify.models.unet import ResidualUNet
+from dslrify.models.xia2018 import Xia2018Generator
 
 # Values are nn.Module classes: all but the discriminators are EnhancementModels.
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "ppcn-student": PPCNStudent,
     "patchgan": PatchDiscriminator,
     "guided": GuidedEnhancer,
+    "xia2018": Xia2018Generator,
 }
 
 

@@ -60,6 +60,7 @@ class LossConfig:
     ms_ssim: float = 0.0
     color: float = 0.0
     tv: float = 0.0
+    gradient: float = 0.0  # L1 of image-gradient differences (the texture loss of configs/xia2018.yaml)
     perceptual: float = 0.0
     perceptual_layer: str = "relu5_4"
     perceptual_weights: str | None = None  # local VGG-19 file (.pth or .safetensors); None: torch hub cache

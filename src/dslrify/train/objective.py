@@ -1,8 +1,9 @@
 """The training objective: weighted loss terms from ``LossConfig``, and the optional discriminator.
 
-Fidelity terms (L1, MSE, SSIM, MS-SSIM, blurred colour, TV) compare output and target; ``perceptual``
-compares VGG-19 features (DPED's content loss); ``adversarial`` asks a discriminator: DPED's on grayscale
-images (its texture loss), or the paper's conditional PatchGAN that sees input and output together.
+Fidelity terms (L1, MSE, SSIM, MS-SSIM, blurred colour, TV, image gradients) compare output and
+target; ``perceptual`` compares VGG-19 features (DPED's content loss); ``adversarial`` asks a
+discriminator: DPED's on grayscale images (its texture loss), or the paper's conditional PatchGAN that
+sees input and output together.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Objective(nn.Module):
             "ms_ssim": (cfg.ms_ssim, lambda x, o, y: losses.ms_ssim_loss(o, y, win_size=7)),
             "color": (cfg.color, lambda x, o, y: losses.color_loss(o, y)),
             "tv": (cfg.tv, lambda x, o, y: losses.tv_loss(o)),
+            "gradient": (cfg.gradient, lambda x, o, y: losses.gradient_loss(o, y)),
         }
         self.terms = {k: v for k, v in terms.items() if v[0] > 0}
         self.perceptual = None
