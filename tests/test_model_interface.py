@@ -30,6 +30,7 @@ SMALL_ARGS: dict[str, dict] = {
     "ppcn-teacher": {},
     "ppcn-student": {},
     "guided": {"context_size": 48, "radius": 2},
+    "xia2018": {"channels": 8, "blocks": 2},
 }
 ENHANCERS = sorted(
     name for name, cls in ARCHITECTURES.items() if isinstance(cls, type) and issubclass(cls, EnhancementModel)
