@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 import torch
 
-import dslrify.data.pairs as pairs_module
+import dslrify.data.paired as paired_module
 from dslrify.data import DPEDDataset, PairFolderDataset, full_size_test_images, open_pairs
 from dslrify.errors import DataError
 from dslrify.photo import read_rgb
@@ -47,7 +47,7 @@ def make_pair_folder(root: Path, names: dict[str, tuple[str, str]]) -> Path:
 def test_dped_construction_on_thousands_of_pairs_opens_no_image(tmp_path, monkeypatch):
     root = make_dped(tmp_path, train=2500, test=10)
     calls = {"read_rgb": 0, "open": 0}
-    real_read, real_open = pairs_module.read_rgb, PIL.Image.open
+    real_read, real_open = paired_module.read_rgb, PIL.Image.open
 
     def counting_read(path):
         calls["read_rgb"] += 1
@@ -57,7 +57,7 @@ def test_dped_construction_on_thousands_of_pairs_opens_no_image(tmp_path, monkey
         calls["open"] += 1
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(pairs_module, "read_rgb", counting_read)
+    monkeypatch.setattr(paired_module, "read_rgb", counting_read)
     monkeypatch.setattr(PIL.Image, "open", counting_open)
     ds = DPEDDataset(root, phone="iphone", split="train")
     assert len(ds) == 2500
