@@ -10,6 +10,7 @@
 # Recipes are the model cards' (docs/models/*.md); times on a 2-core CPU: default ~2 min, fast ~6 min,
 # paper ~100 min (one H100: default 30 s, paper 2 min).
 set -euo pipefail
+cd "$(dirname "$0")/.."  # relative paths (configs/, --runs, --out, DATA) start at the repository root
 
 DSLRIFY=${DSLRIFY:-dslrify}
 DATA=${DATA:-../shared/data}
