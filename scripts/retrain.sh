@@ -8,7 +8,7 @@
 # The shipped weights in src/dslrify/weights are never written here: `make ship-weights` does that, on request.
 # Environment: DSLRIFY (the command, default `dslrify`), DATA (default ../shared/data).
 # Recipes are the model cards' (docs/models/*.md); times on a 2-core CPU: default ~2 min, fast ~6 min,
-# paper ~100 min (one H100: default 30 s, paper 2 min).
+# paper ~2 h (one H100: default 30 s, paper 2 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."  # relative paths (configs/, --runs, --out, DATA) start at the repository root
 
