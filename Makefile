@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (CUDA, several GB) torch. Override on a machine where you want another build: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-slow lint install dev clean
+.PHONY: demo test test-slow lint install dev clean retrain retrain-default retrain-fast retrain-paper ship-weights
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,29 @@ lint: dev
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
+
+# Retrain the shipped models from ../shared/data with the CLI (docs/models/*.md), into $(RETRAINED)/NAME;
+# the shipped weights are not touched. On a GPU: make retrain DEVICE=cuda. Run folders go to $(RUNS).
+DEVICE    ?= auto
+RETRAINED ?= retrained
+RUNS      ?= runs/retrain
+RETRAIN   := DSLRIFY=$(BIN)/dslrify scripts/retrain.sh --device $(DEVICE) --runs $(RUNS) --out $(RETRAINED)
+
+retrain: install
+	$(RETRAIN) all
+
+retrain-default retrain-fast retrain-paper: install
+	$(RETRAIN) $(@:retrain-%=%)
+
+# Replace the shipped weights by the retrained ones (each of default/fast/paper found in $(RETRAINED)).
+ship-weights:
+	@for m in default fast paper; do \
+	    if [ -f $(RETRAINED)/$$m/model.safetensors ]; then \
+	        cp $(RETRAINED)/$$m/model.safetensors $(RETRAINED)/$$m/config.json src/dslrify/weights/$$m/ && \
+	        echo "replaced src/dslrify/weights/$$m by $(RETRAINED)/$$m"; \
+	    fi; \
+	done
+	@echo "update the figures in docs/models/*.md and the README, then: make test"
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

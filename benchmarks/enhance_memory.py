@@ -1,6 +1,6 @@
 """Peak memory (RSS) of enhancing a 12.2 MP photo, JPEG -> JPEG, with the default model.
 
-Each configuration runs in its own process so that peak RSS (ru_maxrss) is its own. Target (part 1):
+Each configuration runs in its own process so that peak RSS (ru_maxrss) is its own. Target:
 at most 2 GB with the automatic tile size.
 
     python benchmarks/enhance_memory.py [--photo PATH] [--model default] [--tiles auto 512 1024]

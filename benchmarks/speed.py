@@ -7,7 +7,7 @@ on a crop (the fast model on a tensor of the whole photo's size; megapixels/s, e
 12.2 MP, peak RSS of that measurement in its own process), and for the fast model the real end-to-end
 JPEG -> JPEG of the whole photo through `Enhancer.enhance_file`. Then a folder of the 24 Kodak images:
 one `enhance_file` at a time versus the batch pipeline (`enhance_files`, decoding and encoding
-overlapping compute). Targets (part 5, 2-core CPU): 12.2 MP JPEG -> JPEG <= 2 s, >= 100x DPED's
+overlapping compute). Targets (2-core CPU): 12.2 MP JPEG -> JPEG <= 2 s, >= 100x DPED's
 megapixels/s, peak RSS <= 1.5 GB.
 """
 

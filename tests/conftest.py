@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,27 @@ from dslrify.models.base import EnhancementModel
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.fixture
+def data_or_skip(path: Path, ci: bool) -> Path:
+    """``path`` when it is a folder; otherwise a skip, or a failure under CI (which has the data)."""
+    if path.is_dir():
+        return path
+    message = f"{path} is absent (the development data lives beside the checkout)"
+    if ci:
+        pytest.fail(f"{message}; CI has the data, so a test that needs it must not skip", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data, or a skip when this checkout has no shared data beside it."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent (development data lives beside the checkout)")
-    return SHARED_DATA
+    """``../shared/data``: the one way a test reaches the real data (it marks the test ``requires_data``)."""
+    return data_or_skip(SHARED_DATA, bool(os.environ.get("CI")))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reads the real data, directly or through another fixture, is ``requires_data``."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.requires_data)
 
 
 def random_unet(seed: int = 0, **args) -> EnhancementModel:

@@ -182,13 +182,10 @@ def test_python_api_enhance_file_keeps_size(tmp_path, photo_array, model_dir):
     assert np.asarray(Image.open(dst)).shape == photo_array.shape
 
 
-def test_phone_photo_with_orientation_xmp_and_adobe_rgb_comes_out_upright_with_all_three(tmp_path, model_dir):
-    from conftest import SHARED_DATA
-
-    icc_path = SHARED_DATA / "icc" / "AdobeRGB1998.icc"
-    if not icc_path.is_file():
-        pytest.skip(f"{icc_path} is absent")
-    icc = icc_path.read_bytes()
+def test_phone_photo_with_orientation_xmp_and_adobe_rgb_comes_out_upright_with_all_three(
+    tmp_path, model_dir, shared_data
+):
+    icc = (shared_data / "icc" / "AdobeRGB1998.icc").read_bytes()
     # Stored landscape (120x80) with a red left column; orientation 6 means "rotate 90° clockwise to view".
     stored = np.full((80, 120, 3), 128, np.uint8)
     stored[:, :10] = (255, 0, 0)

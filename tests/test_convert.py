@@ -19,11 +19,6 @@ from dslrify.convert import import_dped, import_ppcn, list_tf_checkpoint, read_t
 from dslrify.convert.tf_checkpoint import crc32c, mask_crc
 from dslrify.errors import ModelError
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
-DPED_CKPT = DATA / "dped-checkpoints"
-PPCN_CKPT = DATA / "ppcn-checkpoints"
-needs_data = pytest.mark.skipif(not DPED_CKPT.is_dir(), reason=f"{DATA} not present (real checkpoints)")
-
 _DT = {np.dtype("float32"): 1, np.dtype("float64"): 2, np.dtype("int32"): 3, np.dtype("int64"): 9}
 
 
@@ -199,60 +194,65 @@ def test_unsupported_entries_are_refused(tmp_path: Path) -> None:
 # --- the real checkpoints ---
 
 
-@needs_data
+@pytest.fixture(scope="module")
+def dped_ckpt(shared_data: Path) -> Path:
+    return shared_data / "dped-checkpoints"
+
+
+@pytest.fixture(scope="module")
+def ppcn_ckpt(shared_data: Path) -> Path:
+    return shared_data / "ppcn-checkpoints"
+
+
 @pytest.mark.parametrize("phone", ["iphone", "sony", "blackberry"])
-def test_real_dped_checkpoints(phone: str) -> None:
-    got = read_tf_checkpoint(DPED_CKPT / f"{phone}_orig")
+def test_real_dped_checkpoints(phone: str, dped_ckpt: Path) -> None:
+    got = read_tf_checkpoint(dped_ckpt / f"{phone}_orig")
     assert len(got) == 12 * 2 + 16
     assert sum(a.size for a in got.values()) == 401_475
     assert got["generator/W1"].shape == (9, 9, 3, 64)
     assert got["generator/W12"].shape == (9, 9, 64, 3)
     assert got["generator/Variable_15"].shape == (64,)
     assert all(a.dtype == np.float32 for a in got.values())
-    assert not any(slot for _, slot in list_tf_checkpoint(DPED_CKPT / f"{phone}_orig").values())
+    assert not any(slot for _, slot in list_tf_checkpoint(dped_ckpt / f"{phone}_orig").values())
 
 
-@needs_data
 @pytest.mark.parametrize(
     ("name", "scope", "count"), [("teacher", "generator_s", 21_843), ("student", "generator_little", 2_715)]
 )
-def test_real_ppcn_checkpoints(name: str, scope: str, count: int) -> None:
-    got = read_tf_checkpoint(PPCN_CKPT / f"{name}.ckpt")
+def test_real_ppcn_checkpoints(name: str, scope: str, count: int, ppcn_ckpt: Path) -> None:
+    got = read_tf_checkpoint(ppcn_ckpt / f"{name}.ckpt")
     assert sum(a.size for a in got.values()) == count
     assert all(n.startswith(scope + "/") for n in got)
     assert got[f"{scope}/W0"].shape[:2] == (1, 7)
 
 
-@needs_data
-def test_import_dped_writes_a_described_checkpoint(tmp_path: Path) -> None:
-    out = import_dped(DPED_CKPT / "sony_orig", tmp_path / "dped-sony")
+def test_import_dped_writes_a_described_checkpoint(tmp_path: Path, dped_ckpt: Path) -> None:
+    out = import_dped(dped_ckpt / "sony_orig", tmp_path / "dped-sony")
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "dped"
     assert config["training"]["data"] == "DPED (Ignatov et al. 2017), sony subset"
     assert "sony_orig" in config["training"]["recipe"]
     assert "non-commercial" in config["training"]["licence"]
     model, _ = load_checkpoint(out)
-    w = read_tf_checkpoint(DPED_CKPT / "sony_orig")["generator/W5"]
+    w = read_tf_checkpoint(dped_ckpt / "sony_orig")["generator/W5"]
     np.testing.assert_array_equal(model.blocks[1].conv2.weight.detach().numpy(), w.transpose(3, 2, 0, 1))
-    scale = read_tf_checkpoint(DPED_CKPT / "sony_orig")["generator/Variable_7"]
+    scale = read_tf_checkpoint(dped_ckpt / "sony_orig")["generator/Variable_7"]
     np.testing.assert_array_equal(model.blocks[1].norm2.scale.detach().numpy(), scale)
 
 
-@needs_data
-def test_importers_refuse_the_wrong_network(tmp_path: Path) -> None:
+def test_importers_refuse_the_wrong_network(tmp_path: Path, dped_ckpt: Path, ppcn_ckpt: Path) -> None:
     with pytest.raises(ModelError, match="outside the expected scope"):
-        import_dped(PPCN_CKPT / "teacher.ckpt", tmp_path / "x")
+        import_dped(ppcn_ckpt / "teacher.ckpt", tmp_path / "x")
     with pytest.raises(ModelError, match="missing"):
-        import_ppcn(PPCN_CKPT / "student.ckpt", tmp_path / "y", variant="teacher")
+        import_ppcn(ppcn_ckpt / "student.ckpt", tmp_path / "y", variant="teacher")
     with pytest.raises(ModelError, match="neither PPCN's teacher"):
-        import_ppcn(DPED_CKPT / "iphone_orig", tmp_path / "z")
+        import_ppcn(dped_ckpt / "iphone_orig", tmp_path / "z")
     assert not (tmp_path / "x").exists()
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["teacher", "student"])
-def test_import_ppcn_auto_detects_the_variant(tmp_path: Path, name: str) -> None:
-    out = import_ppcn(PPCN_CKPT / f"{name}.ckpt", tmp_path / name)
+def test_import_ppcn_auto_detects_the_variant(tmp_path: Path, name: str, ppcn_ckpt: Path) -> None:
+    out = import_ppcn(ppcn_ckpt / f"{name}.ckpt", tmp_path / name)
     model, config = load_checkpoint(out)
     assert config["architecture"] == f"ppcn-{name}"
     assert "Zheng222/PPCN" in config["training"]["source"]

@@ -9,12 +9,10 @@ import PIL.Image
 import pytest
 import torch
 
-import dslrify.data.pairs as pairs_module
+import dslrify.data.paired as paired_module
 from dslrify.data import DPEDDataset, PairFolderDataset, full_size_test_images, open_pairs
 from dslrify.errors import DataError
 from dslrify.photo import read_rgb
-
-DPED = Path(__file__).resolve().parents[2] / "shared" / "data" / "dped"
 
 
 def _jpeg_bytes(value: int, size: tuple[int, int] = (4, 4)) -> bytes:
@@ -47,7 +45,7 @@ def make_pair_folder(root: Path, names: dict[str, tuple[str, str]]) -> Path:
 def test_dped_construction_on_thousands_of_pairs_opens_no_image(tmp_path, monkeypatch):
     root = make_dped(tmp_path, train=2500, test=10)
     calls = {"read_rgb": 0, "open": 0}
-    real_read, real_open = pairs_module.read_rgb, PIL.Image.open
+    real_read, real_open = paired_module.read_rgb, PIL.Image.open
 
     def counting_read(path):
         calls["read_rgb"] += 1
@@ -57,7 +55,7 @@ def test_dped_construction_on_thousands_of_pairs_opens_no_image(tmp_path, monkey
         calls["open"] += 1
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(pairs_module, "read_rgb", counting_read)
+    monkeypatch.setattr(paired_module, "read_rgb", counting_read)
     monkeypatch.setattr(PIL.Image, "open", counting_open)
     ds = DPEDDataset(root, phone="iphone", split="train")
     assert len(ds) == 2500
@@ -195,13 +193,33 @@ def test_open_pairs_detects_each_layout_and_lists_what_it_looked_for(tmp_path):
         open_pairs(tmp_path / "notes.txt")
 
 
-@pytest.mark.skipif(not DPED.is_dir(), reason=f"real DPED slice not found at {DPED}")
-def test_real_dped_slice_has_198_train_and_39_test_pairs_of_100x100():
-    train, test = DPEDDataset(DPED, split="train"), open_pairs(DPED / "iphone", split="test")
+def test_real_dped_slice_has_198_train_and_39_test_pairs_of_100x100(shared_data):
+    dped = shared_data / "dped"
+    train, test = DPEDDataset(dped, split="train"), open_pairs(dped / "iphone", split="test")
     assert (len(train), len(test)) == (198, 39)
     phone, canon = test[38]
     assert phone.shape == canon.shape == (3, 100, 100)
     assert phone.min() >= 0.0 and canon.max() <= 1.0 and not torch.equal(phone, canon)
-    full = full_size_test_images(DPED)
+    full = full_size_test_images(dped)
     assert [p.name for p in full] == ["0.png", "1.png", "2.png", "3.png"]
     assert read_rgb(full[0]).shape == (720, 1280, 3)
+
+
+def test_missing_shared_data_skips_here_and_fails_under_ci(tmp_path):
+    from conftest import data_or_skip
+
+    assert data_or_skip(tmp_path, ci=True) == tmp_path
+    with pytest.raises(pytest.skip.Exception, match="absent"):
+        data_or_skip(tmp_path / "data", ci=False)
+    with pytest.raises(pytest.fail.Exception, match="CI has the data"):
+        data_or_skip(tmp_path / "data", ci=True)
+
+
+def test_every_test_that_reads_the_shared_data_is_marked(request):
+    """The marker follows the fixture, also through other fixtures (``-m requires_data`` selects them)."""
+    items = request.session.items
+    users = [item for item in items if "shared_data" in getattr(item, "fixturenames", ())]
+    assert all(item.get_closest_marker("requires_data") for item in users)
+    assert not any(item.get_closest_marker("requires_data") for item in items if item not in users), (
+        "requires_data without the shared_data fixture"
+    )

@@ -21,14 +21,10 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def dped_iphone(tmp_path_factory) -> Path:
-    from conftest import SHARED_DATA
-
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent")
+def dped_iphone(tmp_path_factory, shared_data) -> Path:
     out = tmp_path_factory.mktemp("models") / "dped-iphone"
     result = runner.invoke(
-        app, ["import-dped", str(SHARED_DATA / "dped-checkpoints/iphone_orig"), "-o", str(out)]
+        app, ["import-dped", str(shared_data / "dped-checkpoints/iphone_orig"), "-o", str(out)]
     )
     assert result.exit_code == 0, result.output
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,6 @@ from torch.utils.data import Dataset
 from dslrify.errors import ModelError
 from dslrify.evaluate import EvaluationResult, evaluate, make_strip
 from dslrify.metrics import psnr
-
-DPED = Path(__file__).resolve().parents[2] / "shared" / "data" / "dped"
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -176,11 +172,12 @@ def test_evaluate_prints_nothing(capsys, same_pairs):
     assert capsys.readouterr() == ("", "")
 
 
-@pytest.mark.skipif(not DPED.is_dir(), reason=f"real DPED slice not found at {DPED}")
-def test_identity_baseline_on_real_dped_test_patches_gives_the_readme_17_64_db():
+def test_identity_baseline_on_real_dped_test_patches_gives_the_readme_17_64_db(shared_data):
     from dslrify.data import DPEDDataset
 
-    result: EvaluationResult = evaluate({"identity": lambda x: x}, DPEDDataset(DPED, split="test"))
+    result: EvaluationResult = evaluate(
+        {"identity": lambda x: x}, DPEDDataset(shared_data / "dped", split="test")
+    )
     s = result.summary("identity")
     assert s.n == 39 and round(s.psnr, 2) == 17.64
     assert s.psnr_ci[0] < 17.64 < s.psnr_ci[1]

@@ -15,11 +15,6 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from dslrify import metrics as M
 from dslrify.photo import read_rgb
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PATCHES = DATA / "dped" / "iphone" / "test_data" / "patches"
-needs_dped = pytest.mark.skipif(not PATCHES.is_dir(), reason=f"real DPED slice not found at {PATCHES}")
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -29,11 +24,10 @@ def _load(folder: Path, count: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def real_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+def real_pairs(shared_data: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """All 39 DPED test patches: (phone, canon), (39, 3, 100, 100) in [0, 1]."""
-    if not PATCHES.is_dir():
-        pytest.skip(f"real DPED slice not found at {PATCHES}")
-    return _load(PATCHES / "iphone", 39), _load(PATCHES / "canon", 39)
+    patches = shared_data / "dped" / "iphone" / "test_data" / "patches"
+    return _load(patches / "iphone", 39), _load(patches / "canon", 39)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +68,6 @@ def test_psnr_of_identical_images_is_inf_not_nan(synthetic_pairs):
     assert torch.isinf(M.psnr(x, x)).all()
 
 
-@needs_dped
 def test_identity_baseline_on_dped_test_patches_is_17_64_db(real_pairs):
     phone, canon = real_pairs
     assert round(M.psnr(M.quantize_8bit(phone), canon).mean().item(), 2) == 17.64  # README's figure

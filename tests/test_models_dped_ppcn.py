@@ -21,10 +21,6 @@ from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator, _same_pad
 from dslrify.models.ppcn import PPCNStudent, PPCNTeacher
 from dslrify.photo import read_rgb
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
-PATCHES = DATA / "dped" / "iphone" / "test_data" / "patches"
-needs_data = pytest.mark.skipif(not PATCHES.is_dir(), reason=f"{DATA} not present (DPED test patches)")
-
 GENERATORS = {"dped": 401_475, "ppcn-teacher": 21_843, "ppcn-student": 2_715}
 
 
@@ -117,10 +113,11 @@ def test_dped_discriminator() -> None:
 # --- the published figures, from the released checkpoints ---
 
 
-def _psnr_on_test_patches(model: torch.nn.Module) -> float:
+def _psnr_on_test_patches(model: torch.nn.Module, data: Path) -> float:
     """Mean over the 39 patches of 10 log10(1 / MSE), output clamped and rounded to 8 bit."""
-    phone = np.stack([read_rgb(PATCHES / "iphone" / f"{i}.jpg") for i in range(39)]) / 255.0
-    canon = np.stack([read_rgb(PATCHES / "canon" / f"{i}.jpg") for i in range(39)]) / 255.0
+    patches = data / "dped" / "iphone" / "test_data" / "patches"
+    phone = np.stack([read_rgb(patches / "iphone" / f"{i}.jpg") for i in range(39)]) / 255.0
+    canon = np.stack([read_rgb(patches / "canon" / f"{i}.jpg") for i in range(39)]) / 255.0
     x = torch.from_numpy(phone).float().permute(0, 3, 1, 2).contiguous()
     with torch.inference_mode():
         y = torch.cat([model(chunk) for chunk in x.split(13)]).permute(0, 2, 3, 1).double().numpy()
@@ -129,30 +126,30 @@ def _psnr_on_test_patches(model: torch.nn.Module) -> float:
     return float(np.mean(10 * np.log10(1 / mse)))
 
 
-@needs_data
-def test_identity_reference() -> None:
-    assert _psnr_on_test_patches(torch.nn.Identity()) == pytest.approx(17.64, abs=0.01)
+def test_identity_reference(shared_data: Path) -> None:
+    assert _psnr_on_test_patches(torch.nn.Identity(), shared_data) == pytest.approx(17.64, abs=0.01)
 
 
-def _check_dped(tmp_path: Path, phone: str, expected: float) -> None:
-    model, _ = load_checkpoint(import_dped(DATA / "dped-checkpoints" / f"{phone}_orig", tmp_path / phone))
-    assert _psnr_on_test_patches(model) == pytest.approx(expected, abs=0.02)
+def _check_dped(data: Path, tmp_path: Path, phone: str, expected: float) -> None:
+    model, _ = load_checkpoint(import_dped(data / "dped-checkpoints" / f"{phone}_orig", tmp_path / phone))
+    assert _psnr_on_test_patches(model, data) == pytest.approx(expected, abs=0.02)
 
 
-@needs_data
-def test_dped_iphone_reproduces_23_04_db(tmp_path: Path) -> None:
-    _check_dped(tmp_path, "iphone", 23.04)
+def test_dped_iphone_reproduces_23_04_db(shared_data: Path, tmp_path: Path) -> None:
+    _check_dped(shared_data, tmp_path, "iphone", 23.04)
 
 
-@needs_data
 @pytest.mark.slow  # about 12 s per model on a 2-core machine
 @pytest.mark.parametrize(("phone", "expected"), [("sony", 19.92), ("blackberry", 20.19)])
-def test_dped_other_phones_reproduce_the_reference(tmp_path: Path, phone: str, expected: float) -> None:
-    _check_dped(tmp_path, phone, expected)
+def test_dped_other_phones_reproduce_the_reference(
+    shared_data: Path, tmp_path: Path, phone: str, expected: float
+) -> None:
+    _check_dped(shared_data, tmp_path, phone, expected)
 
 
-@needs_data
 @pytest.mark.parametrize(("name", "expected"), [("teacher", 23.95), ("student", 23.16)])
-def test_ppcn_reproduces_the_reference(tmp_path: Path, name: str, expected: float) -> None:
-    model, _ = load_checkpoint(import_ppcn(DATA / "ppcn-checkpoints" / f"{name}.ckpt", tmp_path / name))
-    assert _psnr_on_test_patches(model) == pytest.approx(expected, abs=0.02)
+def test_ppcn_reproduces_the_reference(shared_data: Path, tmp_path: Path, name: str, expected: float) -> None:
+    model, _ = load_checkpoint(
+        import_ppcn(shared_data / "ppcn-checkpoints" / f"{name}.ckpt", tmp_path / name)
+    )
+    assert _psnr_on_test_patches(model, shared_data) == pytest.approx(expected, abs=0.02)

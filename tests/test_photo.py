@@ -35,7 +35,6 @@ from dslrify.photo import (
 )
 from inputs_gen import pattern
 
-SHARED = Path("/work/shared/data")
 XMP = (
     b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
     b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
@@ -45,13 +44,6 @@ XMP = (
 )
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
-
-
-def shared_file(rel: str) -> Path:
-    path = SHARED / rel
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 def exif_bytes(orientation: int | None = None) -> bytes:
@@ -143,9 +135,9 @@ def test_unsupported_read_format_is_refused(tmp_path):
 # --- orientation and metadata --------------------------------------------------------------------------
 
 
-def test_exif_orientation_applied_and_reset(tmp_path):
+def test_exif_orientation_applied_and_reset(tmp_path, shared_data):
     """Orientation 6 (stored rotated 90° counter-clockwise) comes out upright, with Orientation 1."""
-    icc = shared_file("icc/AdobeRGB1998.icc").read_bytes()
+    icc = (shared_data / "icc/AdobeRGB1998.icc").read_bytes()
     upright = upright_pattern()
     src = tmp_path / "phone.jpg"
     Image.fromarray(np.rot90(upright, 1).copy()).save(
@@ -203,8 +195,8 @@ def test_exif_xmp_icc_carried_into_output(tmp_path, fmt):
 
 @pytest.mark.parametrize("profile", ["AdobeRGB1998.icc", "ProPhotoRGB.icc"])
 @pytest.mark.parametrize("fmt", ["PNG", "TIFF", "WEBP"])
-def test_wide_gamut_profile_kept_and_pixels_not_converted(tmp_path, profile, fmt):
-    icc = shared_file(f"icc/{profile}").read_bytes()
+def test_wide_gamut_profile_kept_and_pixels_not_converted(tmp_path, profile, fmt, shared_data):
+    icc = (shared_data / "icc" / profile).read_bytes()
     src = tmp_path / f"in{EXT[fmt]}"
     Image.fromarray(noise()).save(
         src, format=fmt, icc_profile=icc, **({"lossless": True} if fmt == "WEBP" else {})
@@ -218,8 +210,8 @@ def test_wide_gamut_profile_kept_and_pixels_not_converted(tmp_path, profile, fmt
         assert out.info["icc_profile"] == icc
 
 
-def test_real_photo_reads_at_its_size():
-    photo = read_photo(shared_file("photos/Picture_1A_by_freespace.jpg"))
+def test_real_photo_reads_at_its_size(shared_data):
+    photo = read_photo(shared_data / "photos/Picture_1A_by_freespace.jpg")
     assert photo.size == (1365, 1074) and photo.format == "JPEG" and photo.bit_depth == 8
 
 

@@ -26,9 +26,6 @@ from dslrify.data.synthetic import (
 from dslrify.errors import DataError
 from dslrify.train.sampling import StepBatchSampler, TrainPatches
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # as in a DataLoader worker
 
 
@@ -213,10 +210,8 @@ def test_small_photos_are_used_at_the_scale_that_holds_a_patch(tmp_path):
     assert x.shape == y.shape == (3, 100, 100)
 
 
-def test_mean_psnr_on_real_photos_is_in_a_phone_vs_dslr_band():
-    photos = SHARED_DATA / "photos"
-    if not (photos / "kodak24").is_dir():
-        pytest.skip(f"{photos} is absent (development data lives beside the checkout)")
+def test_mean_psnr_on_real_photos_is_in_a_phone_vs_dslr_band(shared_data):
+    photos = shared_data / "photos"
     ds = SyntheticPairs(photos, pairs_per_photo=1, seed=0)
     assert len(ds) >= 28  # four large JPEGs + kodak24 in a subfolder
     kodak = [i for i in range(len(ds)) if ds.name(i).startswith("kodak24/")][::2]

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from dslrify.checkpoint import load_checkpoint
 from dslrify.errors import DslrifyError
 from dslrify.train.config import load_config
-from dslrify.train.cv import run_cv
+from dslrify.train.cv import assignments, collect_cv, run_cv
 from dslrify.train.trainer import Trainer
 
 TINY_UNET = {"width": 4, "depth": 2, "global_width": 8, "context_size": 64}
@@ -175,6 +175,36 @@ def test_cross_validation_reports_every_fold(tmp_path, pairs_root):
     assert all(f["n_val"] == 12 for f in saved["folds"])
     assert saved["psnr"]["mean"] == pytest.approx(np.mean([f["psnr"] for f in saved["folds"]]))
     assert summary["psnr"]["std"] >= 0
+
+
+def test_collected_cv_results_compare_every_fold_with_the_reference_models(tmp_path, pairs_root):
+    run_cv(write_config(tmp_path, pairs_root), folds=3, out=tmp_path / "runs" / "cv-tiny")
+    refs = {"dped-official": "paper", "ppcn-teacher": "default", "ppcn-student": "fast"}  # stand-ins
+    table = collect_cv(
+        [tmp_path / "runs"], pairs_root, refs, tmp_path / "out", recipes={"tiny": "a tiny U-Net"}
+    )
+    entry = table["candidates"]["tiny"]
+    assert [f["fold"] for f in entry["folds"]] == [0, 1, 2] and entry["recipe"] == "a tiny U-Net"
+    assert list(table["references"]) == ["identity", "auto-levels", *refs]
+    dped, teacher = (table["references"][name]["psnr"] for name in ("dped-official", "ppcn-teacher"))
+    assert len(set(dped)) == 3  # one figure per fold, each on its own held-out pairs
+    finals = [f["final_psnr"] for f in entry["folds"]]
+    assert entry["final_vs_dped"]["psnr"] == pytest.approx([f - d for f, d in zip(finals, dped, strict=True)])
+    assert entry["final_vs_ppcn_teacher_psnr"] == pytest.approx(
+        [f - t for f, t in zip(finals, teacher, strict=True)]
+    )
+    assert json.loads((tmp_path / "out" / "cv-results.json").read_text()) == json.loads(json.dumps(table))
+    markdown = (tmp_path / "out" / "cv-results.md").read_text()
+    assert "| tiny | a tiny U-Net |" in markdown and "| identity | released / no training |" in markdown
+    # --merge keeps what the table already holds, description included, and adds nothing from no runs.
+    merged = collect_cv([], pairs_root, refs, tmp_path / "out", merge=True)
+    assert merged["candidates"] == table["candidates"] and merged["shipped"]["default"] == "H"
+
+
+def test_cv_collect_options_must_be_name_value_pairs():
+    assert assignments(["default=H", "x=a=b"]) == {"default": "H", "x": "a=b"}
+    with pytest.raises(DslrifyError, match="NAME=VALUE"):
+        assignments(["default"])
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")

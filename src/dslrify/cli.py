@@ -424,5 +424,32 @@ def serve(
     run_app(app_, sock)
 
 
+@app.command("cv-collect")
+@friendly
+def cv_collect(
+    roots: Annotated[
+        list[Path] | None, typer.Argument(help="Folders holding cv-NAME/cv.json (from dslrify cv).")
+    ] = None,
+    data: Annotated[Path, typer.Option(help="DPED root of the folds.")] = Path("../shared/data/dped"),
+    dped: Annotated[Path, typer.Option(help="DPED's model (import-dped).")] = Path("runs/dped-iphone"),
+    ppcn: Annotated[Path, typer.Option(help="PPCN's teacher (import-ppcn).")] = Path("runs/ppcn-teacher"),
+    student: Annotated[Path, typer.Option(help="PPCN's student.")] = Path("runs/ppcn-student"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for cv-results.*")] = Path(
+        "docs/models"
+    ),
+    shipped: Annotated[list[str], typer.Option(help="MODEL=CANDIDATE; default: the shipped table.")] = [],  # noqa: B006
+    recipe: Annotated[list[str], typer.Option(help="NAME=TEXT: what a candidate is.")] = [],  # noqa: B006
+    merge: Annotated[bool, typer.Option(help="Keep the candidates already in OUTPUT.")] = False,
+) -> None:
+    """Gather cross-validation results with the reference models into OUTPUT/cv-results.{json,md}."""
+    from dslrify.train.cv import assignments, collect_cv
+
+    refs = {"dped-official": dped, "ppcn-teacher": ppcn, "ppcn-student": student}
+    table = collect_cv(
+        roots or [], data, refs, output, assignments(shipped) or None, merge, assignments(recipe)
+    )
+    out.print(f"{len(table['candidates'])} candidates; wrote {output / 'cv-results.json'} and .md")
+
+
 if __name__ == "__main__":  # `python -m dslrify.cli`, as torchrun's -m needs
     app()

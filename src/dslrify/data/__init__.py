@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from dslrify.data.dped import DPEDDataset, Split, full_size_test_images, locate_phone_dir
-from dslrify.data.pairs import IMAGE_SUFFIXES, PairDataset, PairFolderDataset
+from dslrify.data.paired import IMAGE_SUFFIXES, PairDataset, PairFolderDataset
 from dslrify.errors import DataError
 
 __all__ = [

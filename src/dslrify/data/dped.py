@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from dslrify.data.pairs import PairDataset, describe_unpaired, list_images
+from dslrify.data.paired import PairDataset, describe_unpaired, list_images
 from dslrify.errors import DataError
 
 Split = Literal["train", "test"]

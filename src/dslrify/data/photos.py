@@ -14,7 +14,7 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dslrify.data.pairs import list_images, to_chw
+from dslrify.data.paired import list_images, to_chw
 from dslrify.errors import DataError
 from dslrify.photo import read_rgb
 

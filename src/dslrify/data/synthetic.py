@@ -25,7 +25,7 @@ from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 from kornia.filters import gaussian_blur2d
 from torch import Tensor
 
-from dslrify.data.pairs import IMAGE_SUFFIXES, PairDataset, sort_natural, to_chw
+from dslrify.data.paired import IMAGE_SUFFIXES, PairDataset, sort_natural, to_chw
 from dslrify.errors import DataError, PhotoError
 from dslrify.photo import read_rgb
 

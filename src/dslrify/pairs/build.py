@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dslrify.data.dped import TARGET_FOLDER
-from dslrify.data.pairs import natural_key
+from dslrify.data.paired import natural_key
 from dslrify.errors import DataError, DslrifyError
 from dslrify.pairs.align import Alignment, align_pair, local_error, warp_to_phone
 from dslrify.pairs.report import review_images, write_image, write_report

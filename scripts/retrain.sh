@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Retrain the shipped models (default, fast, paper) from ../shared/data with the dslrify CLI alone.
+#
+#   scripts/retrain.sh [--device auto|cpu|cuda] [--runs DIR] [--out DIR] MODEL...   (MODEL: default fast paper all)
+#
+# Each model is trained into RUNS/MODEL (a normal `dslrify train` run folder) and its checkpoint
+# (model.safetensors + config.json: `best` when the recipe validates, else `last`) is copied to OUT/MODEL.
+# The shipped weights in src/dslrify/weights are never written here: `make ship-weights` does that, on request.
+# Environment: DSLRIFY (the command, default `dslrify`), DATA (default ../shared/data).
+# Recipes are the model cards' (docs/models/*.md); times on a 2-core CPU: default ~2 min, fast ~6 min,
+# paper ~2 h (one H100: default 30 s, paper 2 min).
+set -euo pipefail
+cd "$(dirname "$0")/.."  # relative paths (configs/, --runs, --out, DATA) start at the repository root
+
+DSLRIFY=${DSLRIFY:-dslrify}
+DATA=${DATA:-../shared/data}
+device=auto
+runs=runs/retrain
+out=retrained
+models=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --device) device=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        all) models+=(default fast paper); shift ;;
+        default | fast | paper) models+=("$1"); shift ;;
+        -h | --help) sed -n '2,11p' "$0" | cut -c3-; exit 0 ;;
+        *) echo "error: unknown argument '$1' (models: default fast paper all)" >&2; exit 2 ;;
+    esac
+done
+if [ ${#models[@]} -eq 0 ]; then
+    echo "error: name the models to retrain: default fast paper (or all)" >&2
+    exit 2
+fi
+if [ ! -d "$DATA/dped" ]; then
+    echo "error: $DATA/dped not found; set DATA=/path/to/data (a folder holding dped/ and ppcn-checkpoints/)" >&2
+    exit 2
+fi
+case $(realpath -m "$out") in
+    "$(realpath -m src/dslrify/weights)"*)
+        echo "error: --out must not be the shipped weights folder; retrain elsewhere, then make ship-weights" >&2
+        exit 2 ;;
+esac
+
+teacher=$runs/ppcn-teacher
+common=(--set "data.root=$DATA/dped" --set "run.device=$device")
+# default and fast start from PPCN's released teacher and use it to blend the targets.
+with_teacher=(--set "model.init=$teacher" --set "data.teacher=$teacher")
+
+for model in "${models[@]}"; do
+    if [ "$model" != paper ] && [ ! -f "$teacher/config.json" ]; then
+        "$DSLRIFY" import-ppcn "$DATA/ppcn-checkpoints/teacher.ckpt" -o "$teacher"
+    fi
+    run=$runs/$model
+    if [ -e "$run" ]; then
+        echo "error: $run exists; remove it or choose another --runs folder" >&2
+        exit 2
+    fi
+    start=$(date +%s)
+    case $model in
+        default | fast)
+            "$DSLRIFY" train "configs/$model.yaml" "${common[@]}" "${with_teacher[@]}" --set "run.dir=$run" ;;
+        paper)
+            # The shipped weights: the `best` step (400) of a 4000-step cosine schedule, batch 32.
+            "$DSLRIFY" train configs/paper.yaml "${common[@]}" --set run.max_steps=4000 \
+                --set run.batch_size=32 --set run.val_every=200 --set "run.dir=$run" ;;
+    esac
+    src=$run/best
+    [ -d "$src" ] || src=$run/last
+    mkdir -p "$out/$model"
+    cp "$src/config.json" "$src/model.safetensors" "$out/$model/"
+    echo "$model: trained in $(($(date +%s) - start)) s; model copied from $src to $out/$model"
+done
