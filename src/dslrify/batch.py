@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
-from dslrify.files import real_path
+from dslrify.files import real_path, remove_stale_temporaries
 from dslrify.photo import SUPPORTED_EXTENSIONS
 
 if TYPE_CHECKING:
@@ -297,6 +297,9 @@ def run_batch(
         notify(None, problem)
     start, wall_start = time.perf_counter(), time.time()
     created = make_output_dirs(plan.jobs)
+    for folder in {job.dst.parent for job in plan.jobs}:
+        if folder.is_dir():  # temporaries of killed earlier runs go, even when nothing is left to write
+            remove_stale_temporaries(folder)
     by_src = {job.src: job for job in plan.jobs}
     results = enhancer.enhance_files(
         [(j.src, j.dst) for j in plan.jobs], quality=quality, overwrite=overwrite
