@@ -122,7 +122,7 @@ def test_collision_advice_fits_the_cause(tmp_path, photo_array):
 
 
 def test_datasets_and_batches_take_the_same_image_files(tmp_path, photo_array):
-    from dslrify.data.pairs import list_images
+    from dslrify.data.paired import list_images
 
     for name in ("a.jpg", "b.bmp", "c.png"):
         Image.fromarray(photo_array).save(tmp_path / name)
