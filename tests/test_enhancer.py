@@ -199,3 +199,21 @@ def test_edge_step_sees_a_bright_top_row():
     framed[:, :, 0] += 10 / 255
     assert float(edge_step(x, x)) == pytest.approx(0, abs=1e-9)
     assert float(edge_step(x, framed)) == pytest.approx(10, abs=0.5)  # less the sky's own step
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+@pytest.mark.parametrize("tile", [0, 48])
+def test_native_pixels_are_quantised_tile_by_tile_exactly_as_written_floats(tmp_path, dtype, tile):
+    from dslrify.photo import Photo, write_photo
+
+    top = 255 if dtype == torch.uint8 else 65535
+    x = (torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(2)) * top).round().to(dtype)
+    enhancer = Enhancer(random_unet(), device="cpu", tile=tile, strength=0.7)
+    native = enhancer.enhance_pixels(x)
+    floats = enhancer.enhance_tensor(x)
+    assert native.dtype == dtype and native.shape == x.shape
+    assert torch.equal(native, floats.clamp(0, 1).mul(top).round().to(dtype))
+    photo = Photo(pixels=x, bit_depth=8 if dtype == torch.uint8 else 16, format="PNG")
+    write_photo(tmp_path / "a.png", photo, native)
+    write_photo(tmp_path / "b.png", photo, floats)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()

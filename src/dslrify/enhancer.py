@@ -184,12 +184,23 @@ class Enhancer:
         strength = self.strength if strength is None else _check_strength(strength)
         return torch.cat([self._enhance_one(x[i : i + 1], strength) for i in range(x.shape[0])])
 
-    def _enhance_one(self, x: torch.Tensor, strength: float) -> torch.Tensor:
+    def enhance_pixels(self, x: torch.Tensor, *, strength: float | None = None) -> torch.Tensor:
+        """``enhance_tensor`` for a photo's native pixels: (1, 3, H, W) uint8 or uint16 in, the same dtype
+        out, quantised tile by tile (a 100 MP photo never exists in float32 whole). Float in, float out.
+        Rounds as ``write_photo`` does, so writing the result gives the same bytes as writing floats.
+        """
+        strength = self.strength if strength is None else _check_strength(strength)
+        out_dtype = x.dtype if x.dtype in (torch.uint8, torch.uint16) else torch.float32
+        return torch.cat([self._enhance_one(x[i : i + 1], strength, out_dtype) for i in range(x.shape[0])])
+
+    def _enhance_one(
+        self, x: torch.Tensor, strength: float, out_dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
                 with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
-                    y = self._run(x, tile)
+                    y = self._run(x, tile, _Finish(strength, out_dtype))
                 break
             except torch.OutOfMemoryError:
                 # Only CUDA reports OOM as an exception we can recover from: retry with smaller tiles.
@@ -199,8 +210,6 @@ class Enhancer:
                 tile = max(MIN_TILE, (tile or max(x.shape[-2:])) // 2)
         # What the last photo ran with (None: whole), for reports; with several threads, any one of them.
         self.last_tile = tile
-        if strength != 1.0:
-            y = torch.lerp(unit_float(x), y, strength)
         return y
 
     def _pixel_budget(self, whole: bool = False) -> float:
@@ -234,8 +243,9 @@ class Enhancer:
             return 0
         return max(0, min(self.model.spec.receptive_field, height - 1, width - 1))
 
-    def _run(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
-        """(1, 3, H, W) -> (1, 3, H, W) float32 on the CPU: whole, or tile by tile with a shared context.
+    def _run(self, x: torch.Tensor, tile: int | None, finish: _Finish) -> torch.Tensor:
+        """(1, 3, H, W) -> (1, 3, H, W) on the CPU: whole, or tile by tile with a shared context; each
+        piece blended with its input and quantised by ``finish``.
 
         Works on the photo with its mirrored border (``_border``) as if it were the photo: coordinates
         below are in that padded frame, and only the photo's own pixels are written out.
@@ -246,14 +256,14 @@ class Enhancer:
         ph, pw = h + 2 * pad, w + 2 * pad
         if tile is None:
             y = model(self._crop(x, pad, 0, ph, 0, pw)).float().cpu()
-            return y[:, :, pad : pad + h, pad : pad + w].contiguous() if pad else y
+            return finish(y[:, :, pad : pad + h, pad : pad + w] if pad else y, x).contiguous()
         tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
         context: Any = None
         if spec.context == "thumbnail":
             context = model.compute_context(self._crop(x, pad, 0, ph, 0, pw))  # it shrinks it itself
         elif spec.context == "moments":
             context = self._moments_by_tiles(x, pad, tiles)
-        out = torch.empty(x.shape, dtype=torch.float32)
+        out = torch.empty(x.shape, dtype=finish.dtype)
         for t in tiles:
             # The part of the tile's core that lies on the photo itself (not on the mirrored border).
             y0, y1, x0, x1 = max(t.y0, pad), min(t.y1, pad + h), max(t.x0, pad), min(t.x1, pad + w)
@@ -261,9 +271,8 @@ class Enhancer:
                 continue
             origin = (t.cy0, t.cx0) if spec.needs_origin else None
             y = model(self._crop(x, pad, t.cy0, t.cy1, t.cx0, t.cx1), context, origin).float().cpu()
-            out[:, :, y0 - pad : y1 - pad, x0 - pad : x1 - pad] = y[
-                :, :, y0 - t.cy0 : y1 - t.cy0, x0 - t.cx0 : x1 - t.cx0
-            ]
+            core = (slice(None), slice(None), slice(y0 - pad, y1 - pad), slice(x0 - pad, x1 - pad))
+            out[core] = finish(y[:, :, y0 - t.cy0 : y1 - t.cy0, x0 - t.cx0 : x1 - t.cx0], x[core])
         return out
 
     def _crop(self, x: torch.Tensor, pad: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
@@ -336,7 +345,7 @@ class Enhancer:
         src, dst = Path(src), Path(dst)
         check_output(src, dst, overwrite)
         photo = read_photo(src, max_pixels=self.max_pixels, allow_truncated=self.allow_truncated)
-        write_photo(dst, photo, self.enhance_tensor(photo.pixels), quality=quality)
+        write_photo(dst, photo, self.enhance_pixels(photo.pixels), quality=quality)
         return dst
 
     def enhance_files(
@@ -369,7 +378,7 @@ class Enhancer:
                 error: BaseException | None = None
                 try:
                     photo = photo_future.result()
-                    out = self.enhance_tensor(photo.pixels)
+                    out = self.enhance_pixels(photo.pixels)
                     result = writer.submit(write_photo, job[1], photo, out, quality=quality)
                 except DslrifyError as e:
                     error = e
@@ -399,6 +408,24 @@ class Enhancer:
         if on_done:
             on_done(src, dst, error, time.perf_counter() - start)
         return src, dst, error
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """What happens to each piece of output: blended with its input (``strength``), then stored as
+    ``dtype`` (uint8/uint16: rounded as ``photo.write_photo`` rounds, half to even)."""
+
+    strength: float
+    dtype: torch.dtype
+
+    def __call__(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``y`` (N, 3, h, w) float32 model output for input pixels ``x`` (any dtype), same shape."""
+        if self.strength != 1.0:
+            y = torch.lerp(unit_float(x), y, self.strength)
+        if self.dtype == torch.float32:
+            return y
+        top = 255 if self.dtype == torch.uint8 else 65535
+        return y.clamp(0, 1).mul_(top).round_().to(self.dtype)
 
 
 def _mirrored(start: int, stop: int, size: int) -> tuple[int, int] | torch.Tensor:
