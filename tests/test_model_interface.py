@@ -189,3 +189,19 @@ def test_a_discriminator_checkpoint_is_refused_as_a_model(tmp_path: Path) -> Non
         load_checkpoint(folder)
     with pytest.raises(ModelError, match="does not enhance photos"):
         load_model(folder)
+
+
+@pytest.mark.parametrize("arch", ["guided", "unet"])
+def test_a_thumbnail_made_band_by_band_gives_the_models_context(arch: str) -> None:
+    from dslrify.models.resize import resize_long_side, thumbnail_in_bands
+    from dslrify.photo import unit_float
+
+    model = random_model(arch)
+    x = (textured(301, 457) * 255).round().to(torch.uint8)
+    small = thumbnail_in_bands(x, model.spec.thumbnail, unit_float, rows=37)
+    whole = resize_long_side(unit_float(x), model.spec.thumbnail)
+    assert small.shape == whole.shape and float((small - whole).abs().max()) < 1e-6
+    with torch.no_grad():
+        direct = model(unit_float(x), model.compute_context(unit_float(x)), (0, 0))
+        banded = model(unit_float(x), model.context_from_thumbnail(small, 301, 457), (0, 0))
+    assert float((direct - banded).abs().max()) < 1e-4  # float summation order, amplified by the filter

@@ -35,6 +35,9 @@ class ModelSpec:
     ``size_multiple``: H and W are padded to a multiple of it, and tiles start on multiples of it.
     ``bytes_per_pixel``: peak float32 forward memory per input pixel, used to choose tile sizes.
     ``tileable``: False for models that can only run on the whole photo (an exported ONNX graph).
+    ``thumbnail``: for ``"thumbnail"`` models whose context depends only on an area-downsampled copy
+    with a long side of at most this many pixels (``context_from_thumbnail``): the Enhancer then makes
+    that copy band by band, never the whole photo in float. 0: the context needs the photo itself.
     """
 
     receptive_field: int = 0
@@ -43,6 +46,7 @@ class ModelSpec:
     context: ContextKind = "none"
     needs_origin: bool = False
     tileable: bool = True
+    thumbnail: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,11 @@ class EnhancementModel(nn.Module):
     def compute_context(self, x: torch.Tensor) -> Any:
         """Whole-photo context for ``forward`` from the whole photo ``x`` (N, 3, H, W); None if none."""
         return None
+
+    def context_from_thumbnail(self, small: torch.Tensor, height: int, width: int) -> Any:
+        """The context of a ``height`` x ``width`` photo from its thumbnail ``small`` (N, 3, h, w), the
+        photo area-downsampled to a long side of ``spec.thumbnail``; only models that declare one."""
+        raise NotImplementedError(f"{type(self).__name__} takes its context from the whole photo")
 
     def export_module(self) -> nn.Module:
         """The module that ``dslrify export`` traces: ``(N, 3, H, W) -> (N, 3, H, W)``, whole image.

@@ -150,8 +150,10 @@ class GuidedEnhancer(EnhancementModel):
         self.net = net
         self.context_size, self.radius, self.eps = context_size, radius, eps
         # Pointwise at full resolution, but a pixel's coefficients depend on where the tile sits in the
-        # photo. Memory: the float32 output (12 B/px) plus row-chunk temporaries; margin for small photos.
-        self.spec = ModelSpec(bytes_per_pixel=24, context="thumbnail", needs_origin=True)
+        # photo. Memory: the float32 input and output (24 B/px) plus row-chunk temporaries.
+        self.spec = ModelSpec(
+            bytes_per_pixel=36, context="thumbnail", needs_origin=True, thumbnail=context_size
+        )
 
     def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
         """Start from a trained checkpoint of the base architecture (``model.init`` in a config)."""
@@ -162,9 +164,12 @@ class GuidedEnhancer(EnhancementModel):
 
     def compute_context(self, x: torch.Tensor) -> GuidedContext:
         """(N, 3, H, W) whole photo -> coefficient maps from its thumbnail, and H, W."""
-        small = resize_long_side(x, self.context_size)
+        return self.context_from_thumbnail(resize_long_side(x, self.context_size), x.shape[-2], x.shape[-1])
+
+    def context_from_thumbnail(self, small: torch.Tensor, height: int, width: int) -> GuidedContext:
+        """Coefficient maps fitted on the thumbnail ``small`` of a ``height`` x ``width`` photo."""
         coef = guided_coefficients(small, self.net(small), self.radius, self.eps)
-        return GuidedContext(coef, x.shape[-2], x.shape[-1])
+        return GuidedContext(coef, height, width)
 
     def _rows(self, x: torch.Tensor, ctx: GuidedContext, oy: int, ox: int) -> torch.Tensor:
         """Rows ``x`` (N, 3, r, W) whose first pixel is at (oy, ox) of the photo -> (N, 3, r, W)."""

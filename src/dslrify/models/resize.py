@@ -8,6 +8,7 @@ that arithmetic in the graph so the exported thumbnail follows the input's size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -22,6 +23,34 @@ def resize_long_side(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     scale = size / long
     return F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
+
+
+def thumbnail_in_bands(
+    x: torch.Tensor, size: int, convert: Callable[[torch.Tensor], torch.Tensor], rows: int = 256
+) -> torch.Tensor:
+    """``resize_long_side(convert(x), size)`` without ``convert(x)`` ever existing whole.
+
+    ``x`` (N, C, H, W) in any dtype (a photo's uint8 pixels); ``convert`` turns a band of rows into
+    float. Area averaging is separable: each band of ``rows`` rows is averaged over the output's column
+    bins, then the row bins are summed across bands by the area matrix. Same bins and output size as
+    ``resize_long_side``; values equal up to float summation order (~1e-7).
+    """
+    h, w = x.shape[-2:]
+    if max(h, w) <= size:
+        return convert(x)
+    scale = size / max(h, w)
+    out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
+    row_bins = None
+    total: torch.Tensor | None = None
+    for start in range(0, h, rows):
+        band = convert(x[:, :, start : start + rows])
+        if row_bins is None:
+            row_bins = area_matrix(h, out_h, band.dtype).to(band.device)  # (out_h, H)
+        cols = F.adaptive_avg_pool2d(band, (band.shape[-2], out_w))  # column bins only
+        part = torch.matmul(row_bins[:, start : start + band.shape[-2]], cols)
+        total = part if total is None else total + part
+    assert total is not None
+    return total
 
 
 def area_matrix(n: torch.Tensor | int, size: torch.Tensor | int, dtype: torch.dtype) -> torch.Tensor:

@@ -64,7 +64,11 @@ class ResidualUNet(EnhancementModel):
         # Receptive field: two 3x3 convs per level on each side of the bottleneck, at stride 2**level,
         # plus strided convs; measured by gradient in the tests, rounded up.
         self.spec = ModelSpec(
-            receptive_field=8 * 2**depth, size_multiple=2**depth, bytes_per_pixel=1024, context="thumbnail"
+            receptive_field=8 * 2**depth,
+            size_multiple=2**depth,
+            bytes_per_pixel=1024,
+            context="thumbnail",
+            thumbnail=context_size,
         )
         self.global_branch = GlobalBranch(global_width)
         self.colour = nn.Linear(global_width, 12)  # 3x3 matrix + offset, a correction of the identity
@@ -93,6 +97,10 @@ class ResidualUNet(EnhancementModel):
     def compute_context(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) whole photo -> (N, global_width) descriptor from a <= context_size copy."""
         return self.global_branch(resize_long_side(x, self.context_size))
+
+    def context_from_thumbnail(self, small: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(N, global_width) descriptor from the photo's <= context_size thumbnail ``small``."""
+        return self.global_branch(small)
 
     def enhance(
         self, x: torch.Tensor, context: torch.Tensor | None, origin: tuple[int, int] | None = None
