@@ -32,6 +32,7 @@ from dslrify.photo import (
     read_photo,
     to_array,
     to_pil,
+    unit_float,
     write_photo,
 )
 from dslrify.zoo import resolve_model
@@ -157,13 +158,14 @@ class Enhancer:
 
     # -- tensors ------------------------------------------------------------------------------
     def enhance_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float RGB in [0, 1] -> same shape, on the CPU (big outputs never sit on a GPU)."""
+        """(N, 3, H, W) RGB, float in [0, 1] or a photo's uint8/uint16 pixels -> float32 in [0, 1], same
+        shape, on the CPU (big outputs never sit on a GPU)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (N, 3, H, W), got {tuple(x.shape)}")
         return torch.cat([self._enhance_one(x[i : i + 1]) for i in range(x.shape[0])])
 
     def _enhance_one(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
+        x = unit_float(x)  # a Photo's pixels are uint8 or uint16: 255 or 65535 is white
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
