@@ -1,7 +1,8 @@
 """From what a user typed (files, folders, globs) to a list of (input, output) jobs.
 
 Naming rule: ``OUT_DIR / [mirrored subfolders /] STEM + suffix + ext``. Without ``out_dir`` outputs go
-beside their inputs. An input is never its own output.
+beside their inputs. An input is never its own output. ``--ext same`` keeps the input's extension, but
+a RAW or DNG input (read only) gives ``.jpg``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dslrify.errors import DslrifyError, PhotoError
-from dslrify.photo import SUPPORTED_EXTENSIONS
+from dslrify.photo import RAW_EXTENSIONS, READ_EXTENSIONS, SUPPORTED_EXTENSIONS
 
 EXTENSION_CHOICES = {"same": None, "jpg": ".jpg", "png": ".png", "tif": ".tif", "webp": ".webp"}
 
@@ -25,7 +26,7 @@ class Job:
 
 
 def _is_photo(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
+    return path.suffix.lower() in READ_EXTENSIONS and not path.name.startswith(".")
 
 
 def collect_inputs(inputs: list[str], recursive: bool = False) -> list[tuple[Path, Path]]:
@@ -43,7 +44,7 @@ def collect_inputs(inputs: list[str], recursive: bool = False) -> list[tuple[Pat
             pattern = "**/*" if recursive else "*"
             photos = sorted(p for p in path.glob(pattern) if p.is_file() and _is_photo(p))
             if not photos:
-                kinds = ", ".join(sorted(set(SUPPORTED_EXTENSIONS)))
+                kinds = ", ".join(sorted(SUPPORTED_EXTENSIONS)) + " and camera RAW/DNG files"
                 where = " or its subfolders" if recursive else " (use --recursive for subfolders)"
                 raise PhotoError(f"{path}: no photos in this folder{where}", f"looked for {kinds}")
             found.extend((p, path) for p in photos)
@@ -83,7 +84,7 @@ def plan_jobs(
         )
     jobs = []
     for src, base in collect_inputs(inputs, recursive):
-        new_ext = EXTENSION_CHOICES[ext] or src.suffix
+        new_ext = EXTENSION_CHOICES[ext] or (".jpg" if src.suffix.lower() in RAW_EXTENSIONS else src.suffix)
         name = f"{src.stem}{suffix}{new_ext}"
         if out is None:
             dst = src.parent / name
