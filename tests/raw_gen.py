@@ -104,7 +104,11 @@ def _rationals(values: np.ndarray | list[float], denominator: int = 10000) -> li
 def dng_bytes(rgb8: np.ndarray, spec: DngSpec | None = None) -> bytes:
     """An uncompressed DNG of the photo ``rgb8`` ((H, W, 3) uint8 sRGB, even size) as ``spec`` says."""
     spec = spec or DngSpec()
-    raw = mosaic(rgb8, spec)
+    return dng_from_mosaic(mosaic(rgb8, spec), spec)
+
+
+def dng_from_mosaic(raw: np.ndarray, spec: DngSpec) -> bytes:
+    """An uncompressed DNG of a CFA image ((H, W) uint16 between ``spec``'s black and white levels)."""
     h, w = raw.shape
     data = raw.astype("<u2").tobytes()
     white = CAMERA.sum(axis=1) * spec.light  # the camera's signal for a white object

@@ -132,7 +132,7 @@ class Photo:
     pixels: torch.Tensor
     alpha: np.ndarray | None = None  # (H, W) in its source dtype, oriented, untouched
     bit_depth: int = 8  # 8 or 16, of the source
-    format: str = ""  # "JPEG", "PNG", "TIFF", "WEBP", "HEIF"; "" for in-memory images
+    format: str = ""  # "JPEG", "PNG", "TIFF", "WEBP", "HEIF", "RAW"; "" for in-memory images
     mode: str = "RGB"  # source mode: "RGB", "RGBA", "L", "LA", "CMYK", "I;16", "P", ...
     exif: bytes | None = None  # raw EXIF (b"Exif\0\0" + TIFF header ...), Orientation reset to 1
     icc_profile: bytes | None = None
