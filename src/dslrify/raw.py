@@ -42,7 +42,7 @@ import struct
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import rawpy
@@ -172,16 +172,16 @@ def read_exif(path: Path) -> bytes | None:
     import exifread  # imported here: only RAWs need it
 
     with open(path, "rb") as f:
-        head = f.read(92)
-        if head[:2] in (b"II", b"MM"):  # TIFF-based RAW
-            stream: io.BufferedIOBase | io.BytesIO = f
-        elif head.startswith(b"FUJIFILMCCD-RAW"):  # RAF: its EXIF is in the JPEG it holds
-            offset, length = struct.unpack(">II", head[84:92])
-            f.seek(offset)
-            stream = io.BytesIO(f.read(length))
-        else:
-            return None
         try:
+            head = f.read(92)
+            if head[:2] in (b"II", b"MM"):  # TIFF-based RAW
+                stream: BinaryIO = f
+            elif head.startswith(b"FUJIFILMCCD-RAW"):  # RAF: its EXIF is in the JPEG it holds
+                offset, length = struct.unpack(">II", head[84:92])
+                f.seek(offset)
+                stream = io.BytesIO(f.read(length))
+            else:
+                return None
             tags = exifread.process_file(stream, details=False, extract_thumbnail=False)
             exif = _to_pillow(tags)
             return exif.tobytes() if len(exif) else None
