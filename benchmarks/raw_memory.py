@@ -2,9 +2,10 @@
 
 Each row runs in its own process, so that peak RSS (ru_maxrss) is its own: the Python + torch floor,
 ``read_photo`` alone (LibRaw's raw buffer, its working image and its 16-bit result, then the Photo's
-pixels), and ``Enhancer.enhance_file`` DNG -> JPEG (the decode, the model's float input and output and
-its tiles, the encoder). Target: a 61 MP RAW enhanced within 2.5 GB. This script is also where RAW
-decode time is measured (the speed benchmark's photo is a JPEG).
+pixels), ``Enhancer.enhance_file`` DNG -> JPEG (the decode, the model's float output and its tiles,
+the encoder) and ``enhance_files`` on two DNGs (which decodes the next photo while enhancing one).
+Target: a 61 MP RAW enhanced within 2.5 GB. This script is also where RAW decode time is measured
+(the speed benchmark's photo is a JPEG).
 
     python benchmarks/raw_memory.py [--sizes 24 61] [--model fast] [--threads 2]
 """
@@ -32,7 +33,7 @@ def _peak() -> float:
 
 
 def child(kind: str, dng: str, model: str, threads: int) -> dict:
-    """One measurement in this process: "floor", "decode" or "enhance"."""
+    """One measurement in this process: "floor", "decode", "enhance" or "batch" (seconds: all of it)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -43,11 +44,15 @@ def child(kind: str, dng: str, model: str, threads: int) -> dict:
     if kind == "decode":
         photo = read_photo(dng)
         assert photo.bit_depth == 16
-    elif kind == "enhance":
+    else:
         enhancer = Enhancer(model, device="cpu", max_pixels=200_000_000)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            enhancer.enhance_file(dng, Path(tmp) / "out.jpg")
+            if kind == "enhance":
+                enhancer.enhance_file(dng, Path(tmp) / "out.jpg")
+            else:  # "batch": the same DNG twice; the second is decoded while the first is enhanced
+                jobs = [(Path(dng), Path(tmp) / f"out{i}.jpg") for i in range(2)]
+                assert all(error is None for _, _, error in enhancer.enhance_files(jobs))
     return {"seconds": time.perf_counter() - start, "peak": _peak()}
 
 
@@ -93,7 +98,11 @@ def main() -> None:
             dng = Path(tmp) / f"{mp}mp.dng"
             make_dng(dng, w, h)
             name = f"{w}x{h} ({w * h / 1e6:.1f} MP)"
-            for kind, label in [("decode", "read_photo (LibRaw)"), ("enhance", "enhance_file -> JPEG")]:
+            for kind, label in [
+                ("decode", "read_photo (LibRaw)"),
+                ("enhance", "enhance_file -> JPEG"),
+                ("batch", "enhance_files, 2 DNGs"),
+            ]:
                 r = run_child(kind, str(dng), a.model, a.threads)
                 print(f"{name:<20} {label:<24} {r['seconds']:8.1f} {r['peak']:12.2f}", flush=True)
             dng.unlink()

@@ -127,6 +127,14 @@ def test_camera_white_balance_undoes_a_warm_light_and_auto_is_another_choice(sou
     assert np.abs(as_levels(auto) - as_levels(camera)).mean() > 0.5
     with pytest.raises(PhotoError, match="white balance"):
         read_photo(shot, raw_wb="daylight")
+    out = tmp_path / "out"
+    for wb in ("camera", "auto"):
+        args = ["enhance", str(shot), "-o", str(out / wb), "--model", "fast", "--device", "cpu"]
+        assert CliRunner().invoke(app, [*args, "--raw-wb", wb]).exit_code == 0
+    outputs = [np.asarray(Image.open(out / wb / "warm_dslr.jpg"), np.float64) for wb in ("camera", "auto")]
+    assert np.abs(outputs[0] - outputs[1]).mean() > 0.5
+    refused = CliRunner().invoke(app, [*args, "--raw-wb", "daylight"])
+    assert refused.exit_code != 0 and "white balance" in refused.output and not (out / "daylight").exists()
 
 
 @pytest.mark.parametrize("ext", ["jpg", "tif"])

@@ -97,6 +97,7 @@ def enhance(
     ] = 200_000_000,
     backend: Annotated[str, typer.Option(help="torch, or onnxruntime for a .onnx --model.")] = "torch",
     half: Annotated[bool, typer.Option("--half", help="fp16 autocast on CUDA.")] = False,
+    raw_wb: Annotated[str, typer.Option(help="White balance of RAW/DNG inputs: camera or auto.")] = "camera",
 ) -> None:
     """Enhance photos; outputs are named STEM + suffix + ext and keep EXIF, XMP and colour profile."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -115,6 +116,7 @@ def enhance(
             strength=strength,
             threads=threads,
             max_pixels=max_pixels,
+            raw_wb=raw_wb,
         )
     elif backend == "torch":
         enhancer = Enhancer(
@@ -125,6 +127,7 @@ def enhance(
             threads=threads,
             max_pixels=max_pixels,
             half=half,
+            raw_wb=raw_wb,
         )
     else:
         raise DslrifyError(f"--backend {backend!r} is not supported", "choose torch or onnxruntime")

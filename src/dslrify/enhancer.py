@@ -132,6 +132,7 @@ class Enhancer:
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         half: bool = False,
+        raw_wb: str = "camera",
     ) -> None:
         if not 0.0 <= strength <= 1.0:
             raise DslrifyError(f"strength must be between 0 and 1, got {strength}")
@@ -150,6 +151,13 @@ class Enhancer:
         self.last_tile: int | None = None
         self.strength = strength
         self.max_pixels = max_pixels
+        from dslrify.raw import WHITE_BALANCES
+
+        if raw_wb not in WHITE_BALANCES:
+            raise DslrifyError(
+                f"RAW white balance {raw_wb!r} is unknown", f"use {' or '.join(WHITE_BALANCES)}"
+            )
+        self.raw_wb = raw_wb  # for RAW and DNG inputs (dslrify.raw)
         # fp16 autocast on CUDA only: convolutions gain, while norms and reductions stay float32 under
         # autocast's own rules. On CPU it would be slower and less exact, so it is refused there.
         if half and self.device.type != "cuda":
@@ -165,7 +173,8 @@ class Enhancer:
         return torch.cat([self._enhance_one(x[i : i + 1]) for i in range(x.shape[0])])
 
     def _enhance_one(self, x: torch.Tensor) -> torch.Tensor:
-        x = unit_float(x)  # a Photo's pixels are uint8 or uint16: 255 or 65535 is white
+        # A Photo's uint8/uint16 pixels stay so (2-4x smaller than float32) until each tile is run:
+        # unit_float scales them to [0, 1] there.
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
@@ -180,7 +189,7 @@ class Enhancer:
                 tile = max(MIN_TILE, (tile or max(x.shape[-2:])) // 2)
         self.last_tile = tile  # what the last photo actually ran with (None: whole), for reports
         if self.strength != 1.0:
-            y = torch.lerp(x.to(y.device), y, self.strength)
+            y = torch.lerp(unit_float(x).to(y.device), y, self.strength)
         return y
 
     def _pixel_budget(self, whole: bool = False) -> float:
@@ -213,17 +222,20 @@ class Enhancer:
     def _run(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
         model, dev = self.model, self.device
         if tile is None:
-            return model(x.to(dev)).float().cpu()
+            return model(unit_float(x).to(dev)).float().cpu()
         h, w = x.shape[-2:]
         context = None
         if model.uses_global_context:
             # Thumbnail branches downsample by themselves; networks that must run to measure their
             # statistics (instance norm) get the whole photo when it fits, else an area-downsampled copy.
-            src = x if model.context_from_thumbnail else _shrink_to(x, self._pixel_budget())
+            # The whole photo in float exists only meanwhile: freed before the output is allocated.
+            whole = unit_float(x)
+            src = whole if model.context_from_thumbnail else _shrink_to(whole, self._pixel_budget())
             context = model.compute_context(src.to(dev))
-        out = torch.empty_like(x)
+            del whole, src
+        out = torch.empty(x.shape, dtype=torch.float32)
         for t in plan_tiles(h, w, tile, model.receptive_field, model.size_multiple):
-            crop = x[:, :, t.cy0 : t.cy1, t.cx0 : t.cx1].to(dev)
+            crop = unit_float(x[:, :, t.cy0 : t.cy1, t.cx0 : t.cx1]).to(dev)
             where = {"origin": (t.cy0, t.cx0)} if model.tile_origin else {}
             y = model(crop, context, **where).float().cpu()
             out[:, :, t.y0 : t.y1, t.x0 : t.x1] = y[
@@ -251,7 +263,7 @@ class Enhancer:
         """Read ``src``, enhance it, write ``dst`` (format from its extension) keeping EXIF/ICC/XMP."""
         src, dst = Path(src), Path(dst)
         check_output(src, dst, overwrite)
-        photo = read_photo(src, max_pixels=self.max_pixels)
+        photo = read_photo(src, max_pixels=self.max_pixels, raw_wb=self.raw_wb)
         write_photo(dst, photo, self.enhance_tensor(photo.pixels), quality=quality)
         return dst
 
@@ -272,7 +284,7 @@ class Enhancer:
 
             def read(job: tuple[Path, Path]) -> Photo:
                 check_output(job[0], job[1], overwrite)
-                return read_photo(job[0], max_pixels=self.max_pixels)
+                return read_photo(job[0], max_pixels=self.max_pixels, raw_wb=self.raw_wb)
 
             pending_read: Future[Photo] | None = reader.submit(read, jobs[0]) if jobs else None
             pending_write: tuple[tuple[Path, Path], Future[Any], float] | None = None
