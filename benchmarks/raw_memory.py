@@ -44,7 +44,7 @@ def child(kind: str, dng: str, model: str, threads: int) -> dict:
     if kind == "decode":
         photo = read_photo(dng)
         assert photo.bit_depth == 16
-    else:
+    elif kind in ("enhance", "batch"):
         enhancer = Enhancer(model, device="cpu", max_pixels=200_000_000)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
