@@ -30,7 +30,8 @@ Memory (``benchmarks/raw_memory.py``): while LibRaw develops, its raw buffer (2 
 working image (8) and its 16-bit result (6) are held; they are freed before the pixels (6 bytes a
 pixel) go to the model. Measured on a 61 MP DNG: 1.15 GB peak RSS developing it (13 s on 2 cores),
 2.2 GB enhancing it to JPEG with the fast model (2.1 GB with the default one), 2.4 GB for a folder of
-them (``Enhancer.enhance_files`` decodes the next one after a large photo's model run). A RAW counts its pixels once against ``max_pixels``.
+them (``Enhancer.enhance_files`` decodes the next one after a large photo's model run). A RAW counts
+its pixels once against ``max_pixels``.
 
 Errors: an unsupported camera or compression, a truncated or damaged file is a one-line PhotoError.
 LibRaw reads no partial RAW, so ``allow_truncated`` does not apply.
