@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+import weakref
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -217,3 +221,60 @@ def test_native_pixels_are_quantised_tile_by_tile_exactly_as_written_floats(tmp_
     write_photo(tmp_path / "a.png", photo, native)
     write_photo(tmp_path / "b.png", photo, floats)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_enhance_files_decodes_the_next_photo_only_after_a_large_photos_model_run(
+    tmp_path, monkeypatch, photo_array, alone
+):
+    import dslrify.enhancer as enhancer_module
+
+    events: list[str] = []
+    real_read, real_enhance = enhancer_module.read_photo, Enhancer.enhance_pixels
+
+    def read(path, **kw):
+        events.append(f"read {Path(path).stem}")
+        return real_read(path, **kw)
+
+    def enhance(self, x):
+        events.append("model start")
+        time.sleep(0.3)  # long enough for a prefetch to start meanwhile
+        out = real_enhance(self, x)
+        events.append("model end")
+        return out
+
+    monkeypatch.setattr(enhancer_module, "read_photo", read)
+    monkeypatch.setattr(Enhancer, "enhance_pixels", enhance)
+    monkeypatch.setattr(enhancer_module, "ALONE_PIXELS", 0 if alone else 10**9)
+    for name in "ab":
+        Image.fromarray(photo_array).save(tmp_path / f"{name}.png")
+    jobs = [(tmp_path / f"{n}.png", tmp_path / f"{n}_out.png") for n in "ab"]
+    results = list(Enhancer(random_unet(), device="cpu").enhance_files(jobs))
+    assert [error for _, _, error in results] == [None, None]
+    first_end, read_b = events.index("model end"), events.index("read b")
+    assert (read_b > first_end) == alone, events
+
+
+def test_enhance_files_frees_each_result_once_written_not_after_the_next_model_run(
+    tmp_path, monkeypatch, photo_array
+):
+    refs: list[weakref.ref] = []
+    alive: list[bool] = []
+    real_enhance = Enhancer.enhance_tensor
+
+    def enhance(self, x):
+        if refs:  # the second photo's model run: the first result goes once its writer is done
+            deadline = time.monotonic() + 5
+            while refs[0]() is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            alive.append(refs[0]() is not None)
+        out = real_enhance(self, x)
+        refs.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(Enhancer, "enhance_pixels", enhance)
+    for name in "ab":
+        Image.fromarray(photo_array).save(tmp_path / f"{name}.png")
+    jobs = [(tmp_path / f"{n}.png", tmp_path / f"{n}_out.png") for n in "ab"]
+    assert [e for _, _, e in Enhancer(random_unet(), device="cpu").enhance_files(jobs)] == [None, None]
+    assert alive == [False]

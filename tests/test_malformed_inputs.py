@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 import dslrify
+import raw_gen  # noqa: F401  (adds the bad RAW and DNG cases to CASES)
 from dslrify.errors import PhotoError
 from dslrify.photo import PhotoWarning, inspect_photo, read_photo, unit_float, write_photo
 from inputs_gen import CASES, EITHER, INVALID, Case, Valid, pattern

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
 from dslrify.files import real_path, remove_stale_temporaries
-from dslrify.photo import SUPPORTED_EXTENSIONS
+from dslrify.photo import RAW_EXTENSIONS, READ_EXTENSIONS, SUPPORTED_EXTENSIONS
 
 if TYPE_CHECKING:
     from dslrify.enhancer import Enhancer
@@ -89,7 +89,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _is_photo(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
+    return path.suffix.lower() in READ_EXTENSIONS and not path.name.startswith(".")
 
 
 def _not_a_file(path: Path) -> PhotoError | None:
@@ -132,7 +132,7 @@ class _Collector:
         path = Path(item).expanduser()
         if path.is_dir():
             if not self.scanned(path.glob("**/*" if self.recursive else "*"), path):
-                kinds = ", ".join(SUPPORTED_EXTENSIONS)
+                kinds = ", ".join(SUPPORTED_EXTENSIONS) + " and camera RAW/DNG files"
                 where = " or its subfolders" if self.recursive else " (use --recursive for subfolders)"
                 raise PhotoError(f"{path}: no photos in this folder{where}", f"looked for {kinds}")
         elif os.path.lexists(path):
@@ -190,7 +190,9 @@ def plan_jobs(
         unique.setdefault(_real(src), (src, base))
     jobs, origin = [], {}
     for src, base in unique.values():
-        name = f"{src.stem}{suffix}{new_ext or src.suffix}"
+        # A RAW or DNG input is read only: --ext same gives a JPEG.
+        same = ".jpg" if src.suffix.lower() in RAW_EXTENSIONS else src.suffix
+        name = f"{src.stem}{suffix}{new_ext or same}"
         if out is None:
             dst = src.parent / name
         elif recursive:

@@ -125,6 +125,7 @@ def enhance(
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse photos larger than this (decompression-bomb guard).")
     ] = MAX_PIXELS,
+    raw_wb: Annotated[str, typer.Option(help="White balance of RAW/DNG inputs: camera or auto.")] = "camera",
     allow_truncated: Annotated[
         bool,
         typer.Option("--allow-truncated", help="Enhance what a truncated file holds instead of refusing it."),
@@ -149,6 +150,7 @@ def enhance(
         max_pixels=max_pixels,
         half=half,
         allow_truncated=allow_truncated,
+        raw_wb=raw_wb,
     )
     with batch_progress(err, enhancer.name, plan) as on_result, sigterm_as_interrupt():
         report = run_batch(enhancer, plan, quality=quality, overwrite=overwrite, on_result=on_result)

@@ -4,6 +4,7 @@ Rules, in and out:
 
 * Formats: JPEG, PNG, TIFF and WebP; HEIC/HEIF with the optional ``pillow-heif``
   (``pip install 'dslrify[heic]'``). The output format comes from the destination's extension.
+  Camera RAW and DNG files (``RAW_EXTENSIONS``) are read only, developed by :mod:`dslrify.raw`.
 * Orientation: the EXIF (or XMP) orientation is applied on reading, as ``PIL.ImageOps.exif_transpose``
   does, and reset to 1 in the EXIF/XMP written out, so the result is upright in every viewer.
 * Metadata: EXIF, XMP and the ICC profile are carried into the output. 16-bit TIFF output keeps only
@@ -75,6 +76,12 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {
     ".heic": "HEIF",
     ".heif": "HEIF",
 }
+# Camera RAW and DNG files: read (developed by LibRaw, see dslrify.raw), never written.
+RAW_EXTENSIONS = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".rwl"}
+    | {".pef", ".srw", ".x3f", ".3fr", ".fff", ".iiq", ".mos", ".mrw", ".erf", ".kdc", ".dcr", ".mef", ".raw"}
+)
+READ_EXTENSIONS = frozenset(SUPPORTED_EXTENSIONS) | RAW_EXTENSIONS
 _READ_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WEBP", "HEIF": "HEIF"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B"}
 _ORIENTATION = 0x0112
@@ -125,7 +132,7 @@ class Photo:
     pixels: torch.Tensor
     alpha: np.ndarray | None = None  # (H, W) in its source dtype, oriented, untouched
     bit_depth: int = 8  # 8 or 16, of the source
-    format: str = ""  # "JPEG", "PNG", "TIFF", "WEBP", "HEIF"; "" for in-memory images
+    format: str = ""  # "JPEG", "PNG", "TIFF", "WEBP", "HEIF", "RAW"; "" for in-memory images
     mode: str = "RGB"  # source mode: "RGB", "RGBA", "L", "LA", "CMYK", "I;16", "P", ...
     exif: bytes | None = None  # raw EXIF (b"Exif\0\0" + TIFF header ...), Orientation reset to 1
     icc_profile: bytes | None = None
@@ -195,6 +202,10 @@ def inspect_photo(
     too large or (without ``allow_truncated``) implausibly small file.
     """
     path = Path(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        from dslrify.raw import inspect_raw  # rawpy loads for RAW files only
+
+        return inspect_raw(path, max_pixels)
     with _opened(path, max_pixels, allow_truncated) as (im, fmt, bits):
         orientation = _metadata(im)[2]  # damaged EXIF: orientation 1, as read_photo
         # Pillow gives a TIFF's size already turned by its orientation: take the stored one.
@@ -225,16 +236,25 @@ def capture_time(path: str | os.PathLike) -> datetime | None:
 
 
 def read_photo(
-    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, allow_truncated: bool = False
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    allow_truncated: bool = False,
+    raw_wb: str = "camera",
 ) -> Photo:
     """Decode a photo file, oriented upright, with its metadata (see the module docstring for rules).
 
     A file whose data ends early, or whose header claims far more pixels than its size can hold, is
     refused as truncated unless ``allow_truncated`` (then the missing part decodes as padding).
     Repairs (damaged EXIF dropped, an unusable CMYK profile ignored) and the decoder's own warnings
-    come out as one :class:`PhotoWarning`.
+    come out as one :class:`PhotoWarning`. RAW and DNG files are developed by LibRaw
+    (:mod:`dslrify.raw`, white balance ``raw_wb``: "camera" or "auto").
     """
     path = Path(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        from dslrify.raw import read_raw  # rawpy loads for RAW files only
+
+        return read_raw(path, max_pixels, raw_wb)
     with _opened(path, max_pixels, allow_truncated) as (im, fmt, bits):
         try:
             if bits == 16:
