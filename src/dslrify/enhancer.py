@@ -172,24 +172,45 @@ class Enhancer:
         self.half = half
 
     # -- tensors ------------------------------------------------------------------------------
-    def enhance_tensor(self, x: torch.Tensor, *, strength: float | None = None) -> torch.Tensor:
+    def enhance_tensor(
+        self, x: torch.Tensor, *, strength: float | None = None, context: Any = None
+    ) -> torch.Tensor:
         """(N, 3, H, W) RGB -> (N, 3, H, W) float32 in [0, 1], on the CPU (big outputs never sit on a GPU).
 
         ``x`` is float in [0, 1], or uint8 / uint16 (a photo's native pixels, converted tile by tile).
         ``strength`` overrides the Enhancer's own for this call (0: the input, 1: the model's output).
+        ``context``: one photo's whole-photo context from :meth:`context_of` (possibly smoothed over
+        video frames) used instead of the photo's own; None: computed from ``x``.
         Safe to call from several threads at once on one Enhancer.
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (N, 3, H, W), got {tuple(x.shape)}")
+        if context is not None and x.shape[0] != 1:
+            raise ValueError("a context belongs to one photo: pass a batch of one")
         strength = self.strength if strength is None else _check_strength(strength)
-        return torch.cat([self._enhance_one(x[i : i + 1], strength) for i in range(x.shape[0])])
+        return torch.cat([self._enhance_one(x[i : i + 1], strength, context) for i in range(x.shape[0])])
 
-    def _enhance_one(self, x: torch.Tensor, strength: float) -> torch.Tensor:
+    def context_of(self, x: torch.Tensor) -> Any:
+        """The whole-photo context that :meth:`enhance_tensor` computes for ``x`` (1, 3, H, W), or None
+        for a model without one; a caller may hold, blend or reuse it (video frames)."""
+        spec, (h, w) = self.model.spec, x.shape[-2:]
+        if spec.context == "none" or not spec.tileable:
+            return None
+        pad = self._border(h, w)
+        ph, pw = h + 2 * pad, w + 2 * pad
+        tile = self._choose_tile(h, w)
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
+            if spec.context == "moments" and tile is not None:
+                tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
+                return self._moments_by_tiles(x, pad, tiles)
+            return self.model.compute_context(self._crop(x, pad, 0, ph, 0, pw))
+
+    def _enhance_one(self, x: torch.Tensor, strength: float, context: Any = None) -> torch.Tensor:
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
                 with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
-                    y = self._run(x, tile)
+                    y = self._run(x, tile, context)
                 break
             except torch.OutOfMemoryError:
                 # Only CUDA reports OOM as an exception we can recover from: retry with smaller tiles.
@@ -234,7 +255,7 @@ class Enhancer:
             return 0
         return max(0, min(self.model.spec.receptive_field, height - 1, width - 1))
 
-    def _run(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, tile: int | None, context: Any = None) -> torch.Tensor:
         """(1, 3, H, W) -> (1, 3, H, W) float32 on the CPU: whole, or tile by tile with a shared context.
 
         Works on the photo with its mirrored border (``_border``) as if it were the photo: coordinates
@@ -245,11 +266,12 @@ class Enhancer:
         pad = self._border(h, w)
         ph, pw = h + 2 * pad, w + 2 * pad
         if tile is None:
-            y = model(self._crop(x, pad, 0, ph, 0, pw)).float().cpu()
+            y = model(self._crop(x, pad, 0, ph, 0, pw), context).float().cpu()
             return y[:, :, pad : pad + h, pad : pad + w].contiguous() if pad else y
         tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
-        context: Any = None
-        if spec.context == "thumbnail":
+        if context is not None:
+            pass  # given by the caller (a video frame's smoothed context)
+        elif spec.context == "thumbnail":
             context = model.compute_context(self._crop(x, pad, 0, ph, 0, pw))  # it shrinks it itself
         elif spec.context == "moments":
             context = self._moments_by_tiles(x, pad, tiles)

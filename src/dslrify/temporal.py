@@ -1,0 +1,136 @@
+"""Temporal stability for video: one model context carried from frame to frame, and a flicker measure.
+
+Enhancing each frame of a clip as a photo flickers: what a model computes from the whole photo (the
+``fast`` model's guided-filter coefficients from its thumbnail, instance-norm statistics for
+``default``) jumps with noise, small motions and exposure steps. :class:`FrameContext` instead:
+
+- computes a frame's context (``Enhancer.context_of``) every ``every`` frames only, the *target*;
+- moves the context actually used towards the target on every frame by an exponential moving
+  average with time constant ``smoothing`` seconds (``weight = 1 - exp(-dt / smoothing)``), so that a
+  variable frame rate smooths by time, not by frame count;
+- starts afresh at a scene cut: a frame whose colour histogram (of a 64 px thumbnail) differs from the
+  previous frame's by more than ``cut`` (half the L1 distance, 0..1) gets its own context at once.
+
+Contexts are explicit objects (``GuidedContext``, ``MomentsContext``, or any tuple/named tuple/tensor
+nesting of tensors): they are blended here, never through state on the model's layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from dslrify.photo import unit_float
+
+if TYPE_CHECKING:
+    from dslrify.enhancer import Enhancer
+
+HISTOGRAM_BINS = 16
+SIGNATURE_SIZE = 64  # long side of the thumbnail a cut is detected on
+
+
+def blend_context(old: Any, new: Any, weight: float) -> Any:
+    """``old + weight * (new - old)`` for every tensor of two contexts of the same structure.
+
+    Tensors, tuples (named tuples included), lists and dataclasses are walked; other values (sizes,
+    flags) are taken from ``new``. None blends to None.
+    """
+    if isinstance(new, torch.Tensor):
+        if not isinstance(old, torch.Tensor) or old.shape != new.shape:
+            return new  # a frame of another size: nothing to blend with
+        return torch.lerp(old, new.to(old.dtype), weight)
+    if isinstance(new, tuple) and isinstance(old, tuple) and len(old) == len(new):
+        items = [blend_context(a, b, weight) for a, b in zip(old, new, strict=True)]
+        return type(new)(*items) if hasattr(new, "_fields") else type(new)(items)
+    if isinstance(new, list) and isinstance(old, list) and len(old) == len(new):
+        return [blend_context(a, b, weight) for a, b in zip(old, new, strict=True)]
+    if dataclasses.is_dataclass(new) and type(old) is type(new) and not isinstance(new, type):
+        changes = {
+            f.name: blend_context(getattr(old, f.name), getattr(new, f.name), weight)
+            for f in dataclasses.fields(new)
+        }
+        return dataclasses.replace(new, **changes)
+    return new
+
+
+def signature(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel colour histograms of a small copy of frame ``x`` (1, 3, H, W) -> (3, BINS), each
+    summing to 1. Cheap at any size: the frame is area-shrunk to ``SIGNATURE_SIZE`` px first."""
+    h, w = x.shape[-2:]
+    scale = SIGNATURE_SIZE / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.adaptive_avg_pool2d(unit_float(x[:, :, :: max(1, h // 256), :: max(1, w // 256)]), size)
+    bins = (small[0].clamp(0, 1) * (HISTOGRAM_BINS - 1e-3)).long().flatten(1)  # (3, pixels)
+    hist = torch.zeros(3, HISTOGRAM_BINS).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float32))
+    return hist / bins.shape[1]
+
+
+def cut_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """How different two signatures are: half the L1 distance of their histograms, averaged over
+    channels (0: same colours, 1: no colour in common)."""
+    return float((a - b).abs().sum(1).mean() / 2)
+
+
+class FrameContext:
+    """The context to enhance each frame of one clip with (see the module docstring).
+
+    ``every``: frames between two context computations (1: every frame); ``smoothing``: time constant
+    in seconds (0: no smoothing); ``cut``: histogram distance above which a frame starts a new scene.
+    Call it once per frame, in order; ``cuts`` lists the indices of frames that started a scene.
+    """
+
+    def __init__(self, enhancer: Enhancer, every: int = 8, smoothing: float = 0.25, cut: float = 0.4) -> None:
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0 seconds, got {smoothing}")
+        self.enhancer, self.every, self.smoothing, self.cut = enhancer, every, smoothing, cut
+        self.cuts: list[int] = []
+        self._index = -1
+        self._since = 0
+        self._time = 0.0
+        self._signature: torch.Tensor | None = None
+        self._target: Any = None
+        self._current: Any = None
+
+    def __call__(self, x: torch.Tensor, time: float) -> Any:
+        """Context for frame ``x`` (1, 3, H, W; uint8, uint16 or float) shown at ``time`` seconds."""
+        self._index += 1
+        sig = signature(x)
+        new_scene = self._signature is None or cut_distance(sig, self._signature) > self.cut
+        self._signature = sig
+        if new_scene:
+            self.cuts.append(self._index)
+            self._target = self._current = self.enhancer.context_of(x)
+            self._since = 0
+        else:
+            self._since += 1
+            if self._since >= self.every:
+                self._target = self.enhancer.context_of(x)
+                self._since = 0
+            dt = max(time - self._time, 0.0)
+            weight = 1.0 if self.smoothing == 0 else 1.0 - math.exp(-dt / self.smoothing)
+            with torch.inference_mode():
+                self._current = blend_context(self._current, self._target, weight)
+        self._time = time
+        return self._current
+
+
+def lab_means(frames: torch.Tensor) -> torch.Tensor:
+    """Mean L*, a*, b* of each frame: (T, 3, H, W) RGB in [0, 1] (or uint8/uint16) -> (T, 3)."""
+    from kornia.color import rgb_to_lab
+
+    return torch.stack([rgb_to_lab(unit_float(f[None])).mean(dim=(0, 2, 3)) for f in frames])
+
+
+def flicker(means: torch.Tensor) -> float:
+    """Flicker of a clip from its per-frame mean L*a*b* (T, 3): the RMS over time (and the three
+    channels) of their second difference. A steady change (a fade, an exposure ramp) scores 0."""
+    if means.shape[0] < 3:
+        return 0.0
+    second = means[2:] - 2 * means[1:-1] + means[:-2]
+    return float(second.double().square().mean().sqrt())
