@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -25,51 +27,76 @@ def write_clip(
     rate: int = 25,
     pts: Sequence[int] | None = None,
     rotation: int = 0,
-    audio: bool = False,
+    audio: float = 0.0,
     deep: bool = False,
     codec: str | None = None,
     transfer: int | None = None,
     creation_time: str | None = None,
     faststart: bool = False,
 ) -> Path:
-    """Write ``frames`` to ``path`` (container from the extension): H.264 (VP9 for .webm), near-lossless."""
+    """Write ``frames`` to ``path`` (container from the extension): H.264 (VP9 for .webm), near-lossless,
+    with ``audio`` seconds of a 440 Hz tone in AAC (Opus for .webm) when it is > 0."""
     fmt = FORMATS[path.suffix.lower()]
     frames = list(frames)
-    h, w = frames[0].shape[:2]
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", format=fmt, options=options) as out:
         if creation_time:
             out.metadata["creation_time"] = creation_time
-        name = codec or ("libvpx-vp9" if fmt == "webm" else "libx264")
-        video = out.add_stream(name, rate=rate)
-        video.width, video.height = w, h
-        video.pix_fmt = "yuv420p10le" if deep else "yuv420p"
-        video.time_base = video.codec_context.time_base = TIME_BASE
-        video.options = {"crf": "10", "preset": "ultrafast"} if name == "libx264" else {"crf": "10", "b": "0"}
-        if transfer is not None:
-            video.codec_context.color_trc = transfer
-            video.codec_context.color_primaries = 9
-            video.codec_context.colorspace = 9
-        if rotation:
-            video.set_display_rotation(rotation)
-        sound = out.add_stream("aac", rate=44100) if audio else None
-        step = round(1 / (rate * TIME_BASE))
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
-            frame.pts, frame.time_base = (pts[i] if pts is not None else i * step), TIME_BASE
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        video = _video(out, fmt, frames, rate, rotation, deep, codec, transfer) if frames else None
+        sound = out.add_stream("libopus" if fmt == "webm" else "aac", rate=48000) if audio > 0 else None
+        if video is not None:
+            step = round(1 / (rate * TIME_BASE))
+            for i, rgb in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
+                frame.pts, frame.time_base = (pts[i] if pts is not None else i * step), TIME_BASE
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
         if sound is not None:
-            samples = round(len(frames) / rate * 44100)
-            t = np.arange(samples) / 44100
-            wave = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            for start in range(0, samples, 1024):
-                chunk = wave[start : start + 1024][None]
-                a = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                a.sample_rate, a.pts = 44100, start
-                out.mux(sound.encode(a))
-            out.mux(sound.encode(None))
+            _audio(out, sound, audio)
     return path
+
+
+def _video(
+    out: av.container.OutputContainer,
+    fmt: str,
+    frames: list[np.ndarray],
+    rate: int,
+    rotation: int,
+    deep: bool,
+    codec: str | None,
+    transfer: int | None,
+) -> av.video.stream.VideoStream:
+    h, w = frames[0].shape[:2]
+    name = codec or ("libvpx-vp9" if fmt == "webm" else "libx264")
+    video = out.add_stream(name, rate=rate)
+    video.width, video.height = w, h
+    video.pix_fmt = "yuv420p10le" if deep else "yuv420p"
+    video.time_base = video.codec_context.time_base = TIME_BASE
+    video.options = {"crf": "10", "preset": "ultrafast"} if name == "libx264" else {"crf": "10", "b": "0"}
+    if transfer is not None:
+        video.codec_context.color_trc = transfer
+        video.codec_context.color_primaries = 9
+        video.codec_context.colorspace = 9
+    if rotation:
+        video.set_display_rotation(rotation)
+    return video
+
+
+def _audio(out: av.container.OutputContainer, sound: av.audio.stream.AudioStream, seconds: float) -> None:
+    rate = 48000
+    samples = round(seconds * rate)
+    wave = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / rate)).astype(np.float32)
+    for start in range(0, samples, 960):
+        a = av.AudioFrame.from_ndarray(wave[start : start + 960][None], format="flt", layout="mono")
+        a.sample_rate, a.pts = rate, start
+        out.mux(sound.encode(a))
+    out.mux(sound.encode(None))
+
+
+def clip_bytes(ext: str, frames: Iterable[np.ndarray], audio_seconds: float = 0.0, **kw: Any) -> bytes:
+    """The bytes of a clip written by :func:`write_clip` (for the input generator)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_clip(Path(tmp) / f"clip{ext}", frames, audio=audio_seconds, **kw).read_bytes()
 
 
 def scene(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -100,7 +127,9 @@ def pan(strip: np.ndarray, w: int, count: int, ramp: tuple[float, float] = (1.0,
     span = strip.shape[1] - w
     gains = np.linspace(*ramp, count)
     return [
-        (strip[:, round(i * span / max(count - 1, 1)) :][:, :w].astype(np.float32) * g).clip(0, 255).astype(np.uint8)
+        (strip[:, round(i * span / max(count - 1, 1)) :][:, :w].astype(np.float32) * g)
+        .clip(0, 255)
+        .astype(np.uint8)
         for i, g in enumerate(gains)
     ]
 

@@ -361,6 +361,23 @@ class Enhancer:
         write_photo(dst, photo, self.enhance_tensor(photo.pixels), quality=quality)
         return dst
 
+    def enhance_video(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        *,
+        crf: int | None = None,
+        codec: str | None = None,
+        overwrite: bool = False,
+        on_frame: Callable[[int, int | None], None] | None = None,
+    ) -> Path:
+        """Enhance the clip ``src`` into ``dst`` (same container), temporally smoothed, keeping timing,
+        rotation, audio and tags; see :mod:`dslrify.video` (and ``enhanced_frames`` for pipelines)."""
+        from dslrify.video import VideoOptions, enhance_video
+
+        options = VideoOptions(crf=crf, codec=codec)
+        return enhance_video(self, src, dst, options=options, overwrite=overwrite, on_frame=on_frame)
+
     def enhance_files(
         self,
         jobs: Iterable[tuple[Path, Path]],

@@ -8,8 +8,9 @@ Enhancing each frame of a clip as a photo flickers: what a model computes from t
 - moves the context actually used towards the target on every frame by an exponential moving
   average with time constant ``smoothing`` seconds (``weight = 1 - exp(-dt / smoothing)``), so that a
   variable frame rate smooths by time, not by frame count;
-- starts afresh at a scene cut: a frame whose colour histogram (of a 64 px thumbnail) differs from the
-  previous frame's by more than ``cut`` (half the L1 distance, 0..1) gets its own context at once.
+- starts afresh at a scene cut: a frame that differs from the previous one by more than ``cut`` in
+  its colours (histograms of a 64 px thumbnail) or its layout (a 16 px thumbnail) gets its own context
+  at once (:func:`cut_distance`).
 
 Contexts are explicit objects (``GuidedContext``, ``MomentsContext``, or any tuple/named tuple/tensor
 nesting of tensors): they are blended here, never through state on the model's layers.
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
     from dslrify.enhancer import Enhancer
 
 HISTOGRAM_BINS = 16
-SIGNATURE_SIZE = 64  # long side of the thumbnail a cut is detected on
+SIGNATURE_SIZE = 64  # long side of the thumbnail whose colour histograms are compared
+LAYOUT_SIZE = 16  # long side of the thumbnail compared pixel by pixel: coarse, so that motion barely counts
+Signature = tuple[torch.Tensor, torch.Tensor]  # histograms (3, BINS), layout thumbnail (3, h, w)
 
 
 def blend_context(old: Any, new: Any, weight: float) -> Any:
@@ -57,22 +60,31 @@ def blend_context(old: Any, new: Any, weight: float) -> Any:
     return new
 
 
-def signature(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel colour histograms of a small copy of frame ``x`` (1, 3, H, W) -> (3, BINS), each
-    summing to 1. Cheap at any size: the frame is area-shrunk to ``SIGNATURE_SIZE`` px first."""
+def _shrink(x: torch.Tensor, side: int) -> torch.Tensor:
+    """(1, 3, H, W) -> (3, h, w) float, area-averaged to a long side of ``side`` px."""
     h, w = x.shape[-2:]
-    scale = SIGNATURE_SIZE / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    small = F.adaptive_avg_pool2d(unit_float(x[:, :, :: max(1, h // 256), :: max(1, w // 256)]), size)
-    bins = (small[0].clamp(0, 1) * (HISTOGRAM_BINS - 1e-3)).long().flatten(1)  # (3, pixels)
+    scale = side / max(h, w)
+    return F.adaptive_avg_pool2d(x, (max(1, round(h * scale)), max(1, round(w * scale))))[0]
+
+
+def signature(x: torch.Tensor) -> Signature:
+    """What a cut is detected from, for frame ``x`` (1, 3, H, W): per-channel colour histograms of a
+    ``SIGNATURE_SIZE`` px copy (3, BINS), each summing to 1, and a ``LAYOUT_SIZE`` px copy. Cheap at any
+    size: a large frame is subsampled to ~256 px before it is averaged down."""
+    h, w = x.shape[-2:]
+    small = _shrink(unit_float(x[:, :, :: max(1, h // 256), :: max(1, w // 256)]), SIGNATURE_SIZE)
+    bins = (small.clamp(0, 1) * (HISTOGRAM_BINS - 1e-3)).long().flatten(1)  # (3, pixels)
     hist = torch.zeros(3, HISTOGRAM_BINS).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float32))
-    return hist / bins.shape[1]
+    return hist / bins.shape[1], _shrink(small[None], LAYOUT_SIZE)
 
 
-def cut_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """How different two signatures are: half the L1 distance of their histograms, averaged over
-    channels (0: same colours, 1: no colour in common)."""
-    return float((a - b).abs().sum(1).mean() / 2)
+def cut_distance(a: Signature, b: Signature) -> float:
+    """How different two frames' signatures are, 0..1: the larger of half the L1 distance of their
+    histograms (0: same colours, 1: none in common) and twice the mean absolute difference of their
+    layout thumbnails (a new scene with the same colours elsewhere, such as a negative)."""
+    colours = float((a[0] - b[0]).abs().sum(1).mean() / 2)
+    layout = float((a[1] - b[1]).abs().mean() * 2) if a[1].shape == b[1].shape else 1.0
+    return max(colours, layout)
 
 
 class FrameContext:
@@ -93,7 +105,7 @@ class FrameContext:
         self._index = -1
         self._since = 0
         self._time = 0.0
-        self._signature: torch.Tensor | None = None
+        self._signature: Signature | None = None
         self._target: Any = None
         self._current: Any = None
 

@@ -1,0 +1,241 @@
+"""Video: `dslrify enhance clip.mp4` keeps frames, timing, rotation, sound and tags, refuses damaged clips
+in one line without leaving files, and stays temporally stable (the flicker measure) on small generated
+clips with the shipped `fast` model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from clips import decoded, noisy, packets, pan, photo_strip, scene, write_clip
+from conftest import SHARED_DATA
+from inputs_gen import CASES, EITHER, INVALID, Case
+from typer.testing import CliRunner
+
+from dslrify.cli import app
+from dslrify.enhancer import Enhancer
+from dslrify.errors import DslrifyError, PhotoError
+from dslrify.models.guided import GuidedContext
+from dslrify.temporal import FrameContext, blend_context, flicker, lab_means
+from dslrify.video import VideoOptions, enhanced_frames
+
+runner = CliRunner()
+PHOTO = SHARED_DATA / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
+
+
+@pytest.fixture(scope="module")
+def fast() -> Enhancer:
+    return Enhancer("fast", device="cpu")
+
+
+def enhance(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["enhance", "-m", "fast", *args])
+    return result.exit_code, result.output
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def lab_flicker(frames: list[np.ndarray]) -> float:
+    return flicker(lab_means(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)))
+
+
+def test_rotated_clip_with_sound_keeps_frames_timing_rotation_audio_and_tags(tmp_path: Path) -> None:
+    src = write_clip(
+        tmp_path / "clip.mp4",
+        noisy(scene(120, 160), 20),
+        rotation=90,
+        audio=0.8,
+        creation_time="2024-05-01T10:00:00.000000Z",
+    )
+    code, output = enhance(str(src), "-o", str(tmp_path / "out"))
+    assert code == 0, output
+    dst = tmp_path / "out" / "clip_dslr.mp4"
+    assert files(tmp_path / "out") == ["clip_dslr.mp4"]
+    frames_in, times_in, rotation_in = decoded(src)
+    frames_out, times_out, rotation_out = decoded(dst)
+    assert len(frames_out) == len(frames_in) == 20
+    assert times_out == pytest.approx(times_in, abs=1e-6)
+    assert rotation_in == rotation_out == 90
+    assert frames_out[0].shape == frames_in[0].shape == (120, 160, 3)
+    assert packets(dst, "audio") == packets(src, "audio") and len(packets(src, "audio")) > 10
+    with av.open(str(dst)) as c:
+        assert c.metadata["creation_time"] == "2024-05-01T10:00:00.000000Z"
+        assert c.streams.video[0].codec_context.name == "h264"
+    assert np.abs(frames_out[5].astype(int) - frames_in[5]).mean() > 1  # the model did something
+
+
+def test_variable_frame_rate_stays_variable(tmp_path: Path) -> None:
+    pts = [0, 3000, 6000, 15000, 16500, 18000, 30000, 33000, 34000, 45000]  # 1/90000 s
+    src = write_clip(tmp_path / "vfr.mp4", [scene(48, 64, i % 3) for i in range(len(pts))], pts=pts)
+    dst = Enhancer("fast", device="cpu").enhance_video(src, tmp_path / "vfr_dslr.mp4")
+    _, times_in, _ = decoded(src)
+    _, times_out, _ = decoded(dst)
+    assert times_in == pytest.approx([p / 90000 for p in pts], abs=1e-6)
+    assert times_out == pytest.approx(times_in, abs=1e-6)
+
+
+@pytest.mark.parametrize(("ext", "codec"), [(".mkv", "h264"), (".mov", "h264"), (".webm", "vp9")])
+def test_each_container_is_kept_with_its_codec(tmp_path: Path, fast: Enhancer, ext: str, codec: str) -> None:
+    src = write_clip(tmp_path / f"c{ext}", [scene(48, 64, i) for i in range(6)], audio=0.3)
+    dst = fast.enhance_video(src, tmp_path / f"c_dslr{ext}")
+    _, times_in, _ = decoded(src)
+    frames_out, times_out, _ = decoded(dst)
+    assert times_out == pytest.approx(times_in, abs=1e-3)  # Matroska stores milliseconds
+    assert packets(dst, "audio") == packets(src, "audio")
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name == codec
+        assert c.format.name.split(",")[0] in {".mkv": "matroska", ".mov": "mov", ".webm": "matroska"}[ext]
+
+
+def test_ten_bit_stays_ten_bit(tmp_path: Path, fast: Enhancer) -> None:
+    ramp = (np.linspace(0, 65535, 64)[None, :, None] * np.ones((48, 1, 3))).astype(np.uint16)
+    src = write_clip(tmp_path / "deep.mp4", [ramp] * 4, deep=True)
+    dst = fast.enhance_video(src, tmp_path / "deep_dslr.mp4")
+    with av.open(str(dst)) as c:
+        frame = next(c.decode(video=0))
+    assert frame.format.name == "yuv420p10le"
+    luma = frame.to_ndarray(format="gray16le")
+    assert len(np.unique(luma[:, 8:56] >> 6)) > 40  # a 10-bit ramp, not 8-bit steps in 10-bit
+
+
+def test_codec_option_chooses_the_encoder(tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "c.mkv", [scene(48, 64, i) for i in range(4)])
+    code, output = enhance(str(src), "-o", str(tmp_path / "out"), "--codec", "libx265", "--crf", "30")
+    assert code == 0, output
+    with av.open(str(tmp_path / "out" / "c_dslr.mkv")) as c:
+        assert c.streams.video[0].codec_context.name == "hevc"
+    code, output = enhance(str(src), "-o", str(tmp_path / "out2"), "--codec", "nonesuch")
+    assert code != 0 and output.count("\n") == 1 and "--codec nonesuch" in output
+    assert not (tmp_path / "out2").exists()
+
+
+def test_folders_pick_up_videos_and_ext_applies_to_photos_only(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_clip(folder / "b.mp4", [scene(48, 64, i) for i in range(3)])
+    from PIL import Image
+
+    Image.fromarray(scene(48, 64)).save(folder / "a.jpg")
+    code, output = enhance(str(folder), "-o", str(tmp_path / "out"), "--ext", "png")
+    assert code == 0, output
+    assert files(tmp_path / "out") == ["a_dslr.png", "b_dslr.mp4"]
+    code, output = enhance(str(folder), "-o", str(tmp_path / "out"))  # never overwrites
+    assert code == 0 and "b_dslr.mp4 already exists" in output
+
+
+def test_hdr_is_refused_with_advice_and_nothing_written(tmp_path: Path, fast: Enhancer) -> None:
+    src = write_clip(tmp_path / "hdr.mp4", [scene(48, 64)] * 3, transfer=16)
+    with pytest.raises(PhotoError, match="HDR video .PQ") as e:
+        fast.enhance_video(src, tmp_path / "out.mp4")
+    assert "SDR" in str(e.value) and files(tmp_path) == ["hdr.mp4"]
+
+
+def test_allow_truncated_enhances_what_is_there(tmp_path: Path) -> None:
+    whole = write_clip(tmp_path / "w.mp4", [scene(48, 64, i) for i in range(10)], faststart=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with pytest.raises(PhotoError, match="truncated"):
+        Enhancer("fast", device="cpu").enhance_video(cut, tmp_path / "a.mp4")
+    dst = Enhancer("fast", device="cpu", allow_truncated=True).enhance_video(cut, tmp_path / "b.mp4")
+    assert 0 < len(decoded(dst)[0]) < 10 and not (tmp_path / "a.mp4").exists()
+
+
+VIDEO_CASES = [c for c in CASES if c.kind == "video"]
+
+
+@pytest.mark.parametrize("case", VIDEO_CASES, ids=lambda c: c.name)
+def test_damaged_clip(case: Case, tmp_path: Path, fast: Enhancer) -> None:
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    src = case.build(inputs)
+    before = src.read_bytes()
+    try:
+        fast.enhance_video(src, outputs / f"o{src.suffix}")
+        error = None
+    except DslrifyError as e:  # anything else fails the test with its traceback
+        error = e
+    assert src.read_bytes() == before and files(inputs) == [src.name]
+    if case.expect == INVALID:
+        assert error is not None, "a damaged clip was enhanced"
+    if error is not None:
+        assert "\n" not in str(error) and src.name in str(error) and error.advice
+        assert files(outputs) == [], "a temporary or partial file was left"
+    else:
+        assert case.expect == EITHER and len(decoded(outputs / f"o{src.suffix}")[0]) > 0
+
+
+def test_the_input_generator_has_damaged_clips() -> None:
+    assert len(VIDEO_CASES) >= 20 and {c.expect for c in VIDEO_CASES} == {INVALID, EITHER}
+
+
+# -- temporal stability ------------------------------------------------------------------------------
+
+
+def test_flicker_on_a_static_noisy_scene(tmp_path: Path, fast: Enhancer) -> None:
+    src = write_clip(tmp_path / "static.mp4", noisy(scene(120, 160, 4), 40, sigma=8))
+    dst = fast.enhance_video(src, tmp_path / "static_dslr.mp4")
+    before, after = lab_flicker(decoded(src)[0]), lab_flicker(decoded(dst)[0])
+    assert after <= 1.1 * before + 0.1, (before, after)
+
+
+def test_flicker_on_a_pan_with_an_exposure_ramp(tmp_path: Path, fast: Enhancer) -> None:
+    strip = photo_strip(PHOTO if PHOTO.is_file() else None, 120, 160)
+    src = write_clip(tmp_path / "pan.mp4", pan(strip, 160, 40, ramp=(0.7, 1.2)))
+    dst = fast.enhance_video(src, tmp_path / "pan_dslr.mp4")
+    before, after = lab_flicker(decoded(src)[0]), lab_flicker(decoded(dst)[0])
+    assert after <= 1.1 * before + 0.1, (before, after)
+
+
+def test_a_scene_cut_resets_the_context(tmp_path: Path, fast: Enhancer) -> None:
+    a, b = noisy(scene(120, 160, 5), 8), noisy(255 - scene(120, 160, 6), 8)
+    src = write_clip(tmp_path / "cut.mp4", a + b)
+    frames = [torch.from_numpy(f).permute(2, 0, 1)[None].contiguous() for f in decoded(src)[0]]
+    context = FrameContext(fast, every=4)
+    used = [context(x, i / 25) for i, x in enumerate(frames)]
+    assert context.cuts == [0, 8]
+    fresh = fast.context_of(frames[8])
+    assert torch.equal(used[8].coef, fresh.coef)  # the new scene starts from its own context
+    assert not torch.equal(used[9].coef, fast.context_of(frames[9]).coef)  # then it is smoothed
+
+
+def test_the_context_follows_a_change_by_time_not_frames() -> None:
+    def guided(level: float) -> GuidedContext:
+        return GuidedContext(torch.full((1, 12, 2, 2), level), 4, 4)
+
+    step = blend_context(guided(0.0), guided(1.0), 0.25)
+    assert step.coef.unique().tolist() == [0.25] and (step.height, step.width) == (4, 4)
+
+    class Steps:  # an Enhancer whose context jumps from 0 to 1 at frame 2
+        calls = 0
+
+        def context_of(self, x: torch.Tensor) -> GuidedContext:
+            self.calls += 1
+            return guided(float(x.float().mean() > 0))
+
+    same = torch.zeros(1, 3, 8, 8)  # one scene: no cut when the level changes by this little
+    frames = [same, same, same + 1 / 255, same + 1 / 255, same + 1 / 255]
+    steps = Steps()
+    context = FrameContext(steps, every=1, smoothing=0.5)  # type: ignore[arg-type]
+    levels = [float(context(x, t).coef.mean()) for x, t in zip(frames, [0, 0.1, 0.2, 0.3, 0.7], strict=True)]
+    assert levels[:2] == [0, 0] and context.cuts == [0]
+    assert levels[2] == pytest.approx(1 - np.exp(-0.2))
+    assert levels[3] == pytest.approx(1 - np.exp(-0.4))
+    assert levels[4] == pytest.approx(1 - np.exp(-1.2))  # a 0.4 s gap moves as far as four 0.1 s steps
+    every = FrameContext(Steps(), every=3)  # type: ignore[arg-type]
+    for i in range(7):
+        every(same, i / 25)
+    assert every.enhancer.calls == 3  # type: ignore[attr-defined]  # frames 0, 3 and 6
+
+
+def test_enhanced_frames_for_pipelines(tmp_path: Path, fast: Enhancer) -> None:
+    src = write_clip(tmp_path / "p.mp4", [scene(48, 64, i % 2) for i in range(6)], rate=30)
+    out = list(enhanced_frames(fast, src, VideoOptions(context_every=2)))
+    assert [f.index for f in out] == list(range(6))
+    assert [f.time for f in out] == pytest.approx([i / 30 for i in range(6)], abs=1e-4)
+    assert all(f.pixels.shape == (1, 3, 48, 64) and 0 <= f.pixels.min() <= f.pixels.max() <= 1 for f in out)
