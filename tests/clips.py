@@ -6,9 +6,9 @@ uint8 (or uint16 for ``deep``) RGB arrays; ``pts`` (in ``1/TIME_BASE`` s) makes 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
-import tempfile
 from pathlib import Path
 from typing import Any
 

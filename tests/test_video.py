@@ -10,17 +10,17 @@ import av
 import numpy as np
 import pytest
 import torch
-from clips import decoded, noisy, packets, pan, photo_strip, scene, write_clip
-from conftest import SHARED_DATA
-from inputs_gen import CASES, EITHER, INVALID, Case
 from typer.testing import CliRunner
 
+from clips import decoded, noisy, packets, pan, photo_strip, scene, write_clip
+from conftest import SHARED_DATA
 from dslrify.cli import app
 from dslrify.enhancer import Enhancer
 from dslrify.errors import DslrifyError, PhotoError
 from dslrify.models.guided import GuidedContext
 from dslrify.temporal import FrameContext, blend_context, flicker, lab_means
 from dslrify.video import VideoOptions, enhanced_frames
+from inputs_gen import CASES, EITHER, INVALID, Case
 
 runner = CliRunner()
 PHOTO = SHARED_DATA / "photos" / "sunset_by_Aitzol_Berasategi.jpg"

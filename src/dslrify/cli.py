@@ -146,7 +146,7 @@ def enhance(
     """
     from dslrify.batch import plan_jobs, run_batch
     from dslrify.enhancer import Enhancer
-    from dslrify.video import check_encoder
+    from dslrify.video_io import check_encoder
 
     if codec is not None:
         check_encoder(codec)
