@@ -8,6 +8,9 @@ Enhancing each frame of a clip as a photo flickers: what a model computes from t
 - moves the context actually used towards the target on every frame by an exponential moving
   average with time constant ``smoothing`` seconds (``weight = 1 - exp(-dt / smoothing)``), so that a
   variable frame rate smooths by time, not by frame count;
+- moves both with the picture: the global translation from frame to frame (phase correlation of
+  small grey copies) shifts every spatial map of a context (the guided filter's coefficient grid), so
+  that a pan does not smear one frame's colour map over the next frame's content;
 - starts afresh at a scene cut: a frame that differs from the previous one by more than ``cut`` in
   its colours (histograms of a 64 px thumbnail) or its layout (a 16 px thumbnail) gets its own context
   at once (:func:`cut_distance`).
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,31 +39,75 @@ if TYPE_CHECKING:
 HISTOGRAM_BINS = 16
 SIGNATURE_SIZE = 64  # long side of the thumbnail whose colour histograms are compared
 LAYOUT_SIZE = 16  # long side of the thumbnail compared pixel by pixel: coarse, so that motion barely counts
-Signature = tuple[torch.Tensor, torch.Tensor]  # histograms (3, BINS), layout thumbnail (3, h, w)
+MOTION_SIZE = 128  # long side of the grey thumbnail whose translation is measured
+# Histograms (3, BINS), layout thumbnail (3, h, w), grey motion thumbnail (h, w).
+Signature = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def map_context(fn: Callable[..., torch.Tensor], context: Any, *others: Any) -> Any:
+    """``fn(t, *matching)`` for every tensor ``t`` of ``context``, with the tensors at the same place in
+    ``others`` (None where their structure differs). Tensors, tuples (named tuples included), lists
+    and dataclasses are walked; other values (sizes, flags) are kept. None maps to None."""
+    if isinstance(context, torch.Tensor):
+        return fn(context, *(o if isinstance(o, torch.Tensor) else None for o in others))
+    if isinstance(context, (tuple, list)):
+        parts = [o if type(o) is type(context) and len(o) == len(context) else None for o in others]
+        items = [
+            map_context(fn, c, *(None if p is None else p[i] for p in parts)) for i, c in enumerate(context)
+        ]
+        if isinstance(context, list):
+            return items
+        return type(context)(*items) if hasattr(context, "_fields") else type(context)(items)
+    if dataclasses.is_dataclass(context) and not isinstance(context, type):
+        changes = {
+            f.name: map_context(fn, getattr(context, f.name), *(getattr(o, f.name, None) for o in others))
+            for f in dataclasses.fields(context)
+        }
+        return dataclasses.replace(context, **changes)
+    return context
 
 
 def blend_context(old: Any, new: Any, weight: float) -> Any:
-    """``old + weight * (new - old)`` for every tensor of two contexts of the same structure.
+    """``old + weight * (new - old)`` for every tensor of two contexts of the same structure (a tensor
+    without a counterpart of its shape in ``old``, as after a change of frame size, is ``new``'s)."""
 
-    Tensors, tuples (named tuples included), lists and dataclasses are walked; other values (sizes,
-    flags) are taken from ``new``. None blends to None.
-    """
-    if isinstance(new, torch.Tensor):
-        if not isinstance(old, torch.Tensor) or old.shape != new.shape:
-            return new  # a frame of another size: nothing to blend with
-        return torch.lerp(old, new.to(old.dtype), weight)
-    if isinstance(new, tuple) and isinstance(old, tuple) and len(old) == len(new):
-        items = [blend_context(a, b, weight) for a, b in zip(old, new, strict=True)]
-        return type(new)(*items) if hasattr(new, "_fields") else type(new)(items)
-    if isinstance(new, list) and isinstance(old, list) and len(old) == len(new):
-        return [blend_context(a, b, weight) for a, b in zip(old, new, strict=True)]
-    if dataclasses.is_dataclass(new) and type(old) is type(new) and not isinstance(new, type):
-        changes = {
-            f.name: blend_context(getattr(old, f.name), getattr(new, f.name), weight)
-            for f in dataclasses.fields(new)
-        }
-        return dataclasses.replace(new, **changes)
-    return new
+    def blend(n: torch.Tensor, o: torch.Tensor | None) -> torch.Tensor:
+        return n if o is None or o.shape != n.shape else torch.lerp(o, n.to(o.dtype), weight)
+
+    return map_context(blend, new, old)
+
+
+def shift_context(context: Any, dx: float, dy: float) -> Any:
+    """``context`` moved with the picture by ``dx`` of the frame's width and ``dy`` of its height: every
+    spatial map (a 4-D tensor at least 2x2, such as guided coefficients) is resampled bilinearly, its
+    edges repeated; statistics (1x1) and other values are unchanged."""
+    if dx == 0 and dy == 0:
+        return context
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim != 4 or min(t.shape[-2:]) < 2:
+            return t
+        n, _, h, w = t.shape
+        # Pixel centres in grid_sample's [-1, 1] (align_corners=False), sampled where the content was.
+        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, dtype=t.dtype) - 2 * dx
+        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, dtype=t.dtype) - 2 * dy
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).expand(n, h, w, 2)
+        return F.grid_sample(t, grid, "bilinear", "border", align_corners=False)
+
+    return map_context(move, context)
+
+
+def motion(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """How far the picture moved from grey thumbnail ``a`` to ``b`` (h, w): ``(dx, dy)`` as fractions of
+    the width and height, by phase correlation; (0, 0) when the match is weak (no clear translation)."""
+    h, w = a.shape
+    if a.shape != b.shape or min(h, w) < 8:
+        return 0.0, 0.0
+    window = cv2.createHanningWindow((w, h), cv2.CV_64F)
+    (dx, dy), response = cv2.phaseCorrelate(a.double().numpy(), b.double().numpy(), window)
+    if response < 0.1 or not np.isfinite([dx, dy]).all():
+        return 0.0, 0.0
+    return dx / w, dy / h
 
 
 def _shrink(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -75,7 +125,10 @@ def signature(x: torch.Tensor) -> Signature:
     small = _shrink(unit_float(x[:, :, :: max(1, h // 256), :: max(1, w // 256)]), SIGNATURE_SIZE)
     bins = (small.clamp(0, 1) * (HISTOGRAM_BINS - 1e-3)).long().flatten(1)  # (3, pixels)
     hist = torch.zeros(3, HISTOGRAM_BINS).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float32))
-    return hist / bins.shape[1], _shrink(small[None], LAYOUT_SIZE)
+    grey = _shrink(
+        unit_float(x[:, :, :: max(1, h // 512), :: max(1, w // 512)]).mean(1, keepdim=True), MOTION_SIZE
+    )
+    return hist / bins.shape[1], _shrink(small[None], LAYOUT_SIZE), grey[0]
 
 
 def cut_distance(a: Signature, b: Signature) -> float:
@@ -107,27 +160,31 @@ class FrameContext:
         self._time = 0.0
         self._signature: Signature | None = None
         self._target: Any = None
+        self._moved = (0.0, 0.0)  # how far the picture moved since the target was computed
         self._current: Any = None
 
     def __call__(self, x: torch.Tensor, time: float) -> Any:
         """Context for frame ``x`` (1, 3, H, W; uint8, uint16 or float) shown at ``time`` seconds."""
         self._index += 1
-        sig = signature(x)
-        new_scene = self._signature is None or cut_distance(sig, self._signature) > self.cut
+        sig, last = signature(x), self._signature
         self._signature = sig
-        if new_scene:
+        if last is None or cut_distance(sig, last) > self.cut:
             self.cuts.append(self._index)
             self._target = self._current = self.enhancer.context_of(x)
-            self._since = 0
+            self._since, self._moved = 0, (0.0, 0.0)
         else:
             self._since += 1
+            dx, dy = motion(last[2], sig[2])
             if self._since >= self.every:
                 self._target = self.enhancer.context_of(x)
-                self._since = 0
+                self._since, self._moved = 0, (0.0, 0.0)
+            else:
+                self._moved = (self._moved[0] + dx, self._moved[1] + dy)
             dt = max(time - self._time, 0.0)
             weight = 1.0 if self.smoothing == 0 else 1.0 - math.exp(-dt / self.smoothing)
             with torch.inference_mode():
-                self._current = blend_context(self._current, self._target, weight)
+                target = shift_context(self._target, *self._moved)  # resampled once from where computed
+                self._current = blend_context(shift_context(self._current, dx, dy), target, weight)
         self._time = time
         return self._current
 
