@@ -267,3 +267,53 @@ def test_motion_is_measured_and_context_maps_move_with_it() -> None:
     grid = GuidedContext(torch.arange(16.0).view(1, 1, 4, 4).repeat(1, 12, 1, 1), 120, 160)
     moved = shift_context(grid, 0.25, 0.0)  # one cell to the right, edge repeated
     assert moved.coef[0, 0].tolist()[1] == [4, 4, 5, 6] and (moved.height, moved.width) == (120, 160)
+
+
+def test_an_interrupted_clip_leaves_nothing_and_no_thread(tmp_path: Path, fast: Enhancer) -> None:
+    import threading
+
+    src = write_clip(tmp_path / "c.mp4", [scene(48, 64, i) for i in range(12)], audio=0.5)
+    out = tmp_path / "out"
+    out.mkdir()
+    before = threading.active_count()
+
+    def stop_at_four(done: int, expected: int | None) -> None:
+        assert expected == 12
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fast.enhance_video(src, out / "c_dslr.mp4", on_frame=stop_at_four)
+    assert files(out) == [] and threading.active_count() == before
+
+
+def test_ten_bit_webm_needs_an_encoder_that_writes_ten_bits(tmp_path: Path, fast: Enhancer) -> None:
+    ramp = (np.linspace(0, 65535, 64)[None, :, None] * np.ones((64, 1, 3))).astype(np.uint16)
+    src = write_clip(tmp_path / "deep.mkv", [ramp] * 3, deep=True)
+    with pytest.raises(DslrifyError, match="cannot write this 10-bit video") as e:
+        fast.enhance_video(src, tmp_path / "deep.webm")  # VP9 by default: 8 bits only in this FFmpeg
+    assert "libsvtav1" in str(e.value) and files(tmp_path) == ["deep.mkv"]
+    dst = fast.enhance_video(src, tmp_path / "deep.webm", codec="libsvtav1")
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name in ("av1", "libdav1d")
+        assert next(c.decode(video=0)).format.name == "yuv420p10le"
+
+
+def test_a_long_clip_says_how_long_it_will_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from dslrify import shell
+    from dslrify.batch import Job, Plan
+
+    console = Console(file=io.StringIO(), width=200)
+    job = Job(Path("long.mp4"), Path("long_dslr.mp4"))
+    clock = iter([100.0, 103.0, 104.0])
+    monkeypatch.setattr(shell.time, "perf_counter", lambda: next(clock))
+    with shell.batch_progress(console, "fast", Plan([job])) as (_, on_frame):
+        on_frame(job, 1, 1000)  # the clip starts
+        on_frame(job, 10, 1000)  # 3 s later: 3.3 frames/s, 1000 frames take 5 min
+        on_frame(job, 14, 1000)  # said once only
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.count("long.mp4: 1000 frames at 3.3 frames/s, about 5.0 min") == 1

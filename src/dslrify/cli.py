@@ -92,7 +92,7 @@ def _device(value: str) -> str:
 @friendly
 def enhance(
     inputs: Annotated[
-        list[str], typer.Argument(help="Photos, folders or glob patterns.", show_default=False)
+        list[str], typer.Argument(help="Photos, videos, folders or glob patterns.", show_default=False)
     ],
     output: Annotated[
         Path | None,
