@@ -83,14 +83,15 @@ class EnhancedFrame:
 
 
 def is_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a video clip (by its extension, as photos are recognised)."""
     return Path(path).suffix.lower() in VIDEO_FORMATS
 
 
 def _frames(
     enhancer: Enhancer, source: Source, options: VideoOptions
 ) -> Generator[tuple[EnhancedFrame, Look] | av.Packet, None, None]:
-    """Run the reader thread and the model: enhanced frames (with their decoded frame) and packets to
-    copy, in file order. Closing the generator stops the reader."""
+    """Run the reader thread and the model: enhanced frames (with how their clip stores frames) and
+    packets to copy, in file order. Closing the generator stops the reader."""
     items: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
     stop = threading.Event()
     reader = threading.Thread(target=source.read, args=(items, stop), name="dslrify-decode", daemon=True)

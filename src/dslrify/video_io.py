@@ -77,6 +77,7 @@ def video_errors(path: Path, writing: bool = False) -> Iterator[None]:
 
 
 def _look(frame: av.VideoFrame) -> Look:
+    """How ``frame`` is stored (its clip's first frame stands for all)."""
     deep = max(c.bits for c in frame.format.components) > 8
     return Look(
         frame.width, frame.height, deep, frame.format.name, int(frame.colorspace), int(frame.color_range),
@@ -85,6 +86,7 @@ def _look(frame: av.VideoFrame) -> Look:
 
 
 def check_sdr(path: Path, transfer: int) -> None:
+    """Refuse an HDR transfer (``transfer``: FFmpeg's AVColorTransferCharacteristic) with advice."""
     if transfer in HDR_TRANSFERS:
         raise PhotoError(
             f"{path}: HDR video ({HDR_TRANSFERS[transfer]}) is not supported",
