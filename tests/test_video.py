@@ -13,7 +13,6 @@ import torch
 from typer.testing import CliRunner
 
 from clips import decoded, noisy, packets, pan, photo_strip, scene, write_clip
-from conftest import SHARED_DATA
 from dslrify.cli import app
 from dslrify.enhancer import Enhancer
 from dslrify.errors import DslrifyError, PhotoError
@@ -31,7 +30,7 @@ from dslrify.video import VideoOptions, enhanced_frames
 from inputs_gen import CASES, EITHER, INVALID, Case
 
 runner = CliRunner()
-PHOTO = SHARED_DATA / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
+PHOTO = Path(__file__).resolve().parents[1] / "assets" / "demo" / "phone.jpg"  # a real phone photo
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +192,7 @@ def test_flicker_on_a_static_noisy_scene(tmp_path: Path, fast: Enhancer) -> None
 
 
 def test_flicker_on_a_pan_with_an_exposure_ramp(tmp_path: Path, fast: Enhancer) -> None:
-    strip = photo_strip(PHOTO if PHOTO.is_file() else None, 120, 160)
+    strip = photo_strip(PHOTO, 120, 160)
     src = write_clip(tmp_path / "pan.mp4", pan(strip, 160, 30, ramp=(0.7, 1.2)))
     dst = fast.enhance_video(src, tmp_path / "pan_dslr.mp4")
     before, after = lab_flicker(decoded(src)[0]), lab_flicker(decoded(dst)[0])
@@ -252,7 +251,7 @@ def test_enhanced_frames_for_pipelines(tmp_path: Path, fast: Enhancer) -> None:
 def test_a_pan_does_not_smear_one_frame_s_colours_over_the_next(tmp_path: Path, fast: Enhancer) -> None:
     """The smoothed context moves with the picture: each frame stays close to its own enhancement
     (without motion compensation, a pan of 1/30 of the width per frame is off by ~0.06 on average)."""
-    strip = photo_strip(PHOTO if PHOTO.is_file() else None, 120, 160)
+    strip = photo_strip(PHOTO, 120, 160)
     src = write_clip(tmp_path / "pan.mp4", pan(strip, 160, 30))
     frames = [torch.from_numpy(f).permute(2, 0, 1)[None].contiguous() for f in decoded(src)[0]]
     for got, x in zip(enhanced_frames(fast, src), frames, strict=True):
