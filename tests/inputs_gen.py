@@ -8,6 +8,7 @@ Other input kinds (video, RAW) add their cases to ``CASES`` with :func:`case`.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -49,6 +50,7 @@ class Case:
     name: str
     build: Callable[[Path], Path]  # writes the input into a folder, returns its path
     expect: Valid | str  # Valid, INVALID or EITHER
+    kind: str = "photo"  # or "video": read by dslrify.video, tested in test_video.py
 
 
 CASES: list[Case] = []
@@ -64,8 +66,8 @@ def case(name: str, expect: Valid | str) -> Callable[[Callable[[Path], Path]], C
     return register
 
 
-def add(name: str, build: Callable[[Path], Path], expect: Valid | str) -> None:
-    CASES.append(Case(name, build, expect))
+def add(name: str, build: Callable[[Path], Path], expect: Valid | str, kind: str = "photo") -> None:
+    CASES.append(Case(name, build, expect, kind))
 
 
 # --- pixels and metadata ------------------------------------------------------------------------------
@@ -533,3 +535,57 @@ def heif_cases() -> None:
 
 
 heif_cases()
+
+
+def video_cases() -> None:
+    """Damaged clips (INVALID: refused in one line; EITHER: refused, or enhanced whole)."""
+    from clips import clip_bytes, scene
+
+    frames = [scene(48, 64, seed) for seed in range(10)]
+    mp4 = functools.cache(lambda: clip_bytes(".mp4", frames))  # index (moov) at the end
+    faststart = functools.cache(lambda: clip_bytes(".mp4", frames, faststart=True))  # index first
+    mkv = functools.cache(lambda: clip_bytes(".mkv", frames))
+    webm = functools.cache(lambda: clip_bytes(".webm", frames))
+    for fraction in (0.05, 0.3, 0.6, 0.9):
+        add(
+            f"mp4-truncated-{int(fraction * 100)}pct",
+            writer("cut.mp4", _cut(mp4, fraction)),
+            INVALID,
+            "video",
+        )
+    for fraction in (0.3, 0.6, 0.9):
+        name = f"mp4-faststart-truncated-{int(fraction * 100)}pct"
+        add(name, writer("cut.mp4", _cut(faststart, fraction)), INVALID, "video")
+    add("mkv-truncated-50pct", writer("cut.mkv", _cut(mkv, 0.5)), INVALID, "video")
+    add("webm-truncated-50pct", writer("cut.webm", _cut(webm, 0.5)), INVALID, "video")
+    for seed in range(3):
+        add(f"mp4-bytes-flipped-{seed}", writer("flip.mp4", _flip(mp4, seed)), EITHER, "video")
+        add(
+            f"mp4-faststart-bytes-flipped-{seed}", writer("flip.mp4", _flip(faststart, seed)), EITHER, "video"
+        )
+    add("mkv-bytes-flipped", writer("flip.mkv", _flip(mkv, 0)), EITHER, "video")
+    add("mp4-last-byte-missing", writer("cut.mp4", lambda: mp4()[:-1]), EITHER, "video")
+    add("mp4-empty", writer("empty.mp4", lambda: b""), INVALID, "video")
+    add(
+        "mov-random-bytes",
+        writer("noise.mov", lambda: np.random.default_rng(0).bytes(4096)),
+        INVALID,
+        "video",
+    )
+    add("mkv-text", writer("notes.mkv", lambda: b"not a video\n" * 50), INVALID, "video")
+    add(
+        "mp4-audio-only",
+        writer("sound.mp4", lambda: clip_bytes(".mp4", [], audio_seconds=0.5)),
+        INVALID,
+        "video",
+    )
+    add("mp4-hdr-pq", writer("pq.mp4", lambda: clip_bytes(".mp4", frames[:3], transfer=16)), INVALID, "video")
+    add(
+        "mkv-hdr-hlg",
+        writer("hlg.mkv", lambda: clip_bytes(".mkv", frames[:3], transfer=18)),
+        INVALID,
+        "video",
+    )
+
+
+video_cases()

@@ -89,7 +89,7 @@ def one_line(e: BaseException, path: Path) -> None:
     assert str(path) in str(e) or path.name in str(e)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in CASES if c.kind == "photo"], ids=lambda c: c.name)
 def test_generated_input(case: Case, tmp_path: Path, enhancer: dslrify.Enhancer) -> None:
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()

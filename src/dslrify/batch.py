@@ -1,21 +1,23 @@
 """From what a user typed (files, folders, globs) to a finished batch of enhanced photos.
 
-Naming rule: ``OUT_DIR / [mirrored subfolders /] STEM + suffix + ext``. Without ``out_dir`` outputs go
-beside their inputs. An input of the batch is never an output, ``overwrite`` or not. Folder scans and
-glob patterns leave out files whose stem already ends with the suffix (earlier outputs). Nothing here
-prints or exits: :func:`run_batch` reports through a callback and returns a :class:`BatchReport`.
+Naming rule: ``OUT_DIR / [mirrored subfolders /] STEM + suffix + ext`` (a video keeps its container).
+Without ``out_dir`` outputs go beside their inputs. An input of the batch is never an output,
+``overwrite`` or not. Folder scans and glob patterns leave out files whose stem already ends with the
+suffix (earlier outputs). Videos run after the photos. Nothing here prints or exits: :func:`run_batch`
+reports through a callback and returns a :class:`BatchReport`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import glob
 import os
 import re
 import stat
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
 from dslrify.files import real_path, remove_stale_temporaries
 from dslrify.photo import RAW_EXTENSIONS, READ_EXTENSIONS, SUPPORTED_EXTENSIONS
+from dslrify.video import VIDEO_FORMATS, is_video
 
 if TYPE_CHECKING:
     from dslrify.enhancer import Enhancer
@@ -89,7 +92,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _is_photo(path: Path) -> bool:
-    return path.suffix.lower() in READ_EXTENSIONS and not path.name.startswith(".")
+    """A photo, a RAW or a video clip dslrify reads (hidden files left out)."""
+    ext = path.suffix.lower()
+    return (ext in READ_EXTENSIONS or ext in VIDEO_FORMATS) and not path.name.startswith(".")
 
 
 def _not_a_file(path: Path) -> PhotoError | None:
@@ -132,7 +137,7 @@ class _Collector:
         path = Path(item).expanduser()
         if path.is_dir():
             if not self.scanned(path.glob("**/*" if self.recursive else "*"), path):
-                kinds = ", ".join(SUPPORTED_EXTENSIONS) + " and camera RAW/DNG files"
+                kinds = ", ".join([*SUPPORTED_EXTENSIONS, *VIDEO_FORMATS]) + " and camera RAW/DNG files"
                 where = " or its subfolders" if self.recursive else " (use --recursive for subfolders)"
                 raise PhotoError(f"{path}: no photos in this folder{where}", f"looked for {kinds}")
         elif os.path.lexists(path):
@@ -190,9 +195,9 @@ def plan_jobs(
         unique.setdefault(_real(src), (src, base))
     jobs, origin = [], {}
     for src, base in unique.values():
-        # A RAW or DNG input is read only: --ext same gives a JPEG.
+        # A RAW or DNG input is read only: --ext same gives a JPEG. A video keeps its container.
         same = ".jpg" if src.suffix.lower() in RAW_EXTENSIONS else src.suffix
-        name = f"{src.stem}{suffix}{new_ext or same}"
+        name = f"{src.stem}{suffix}{(None if is_video(src) else new_ext) or same}"
         if out is None:
             dst = src.parent / name
         elif recursive:
@@ -214,6 +219,7 @@ def plan_jobs(
                 _collision_advice(origin[first.src], origin[job.src], out, recursive),
             )
         seen[key] = job
+    jobs.sort(key=lambda job: is_video(job.src))  # photos first, then videos: the order they run in
     return Plan(jobs, collector.refused, collector.earlier_outputs)
 
 
@@ -277,6 +283,31 @@ class BatchReport:
 
 
 OnResult = Callable[[Job | None, DslrifyError | None], None]
+OnFrame = Callable[[Job, int, "int | None"], None]  # a video job, frames done, frames expected
+
+
+def _results(
+    enhancer: Enhancer,
+    jobs: list[Job],
+    quality: int,
+    overwrite: bool,
+    crf: int | None,
+    codec: str | None,
+    on_frame: OnFrame | None,
+) -> Generator[tuple[Path, Path, BaseException | None], None, None]:
+    """Photos through the enhancer's overlapped pipeline, then each video (itself a pipeline)."""
+    photos = [(job.src, job.dst) for job in jobs if not is_video(job.src)]
+    yield from enhancer.enhance_files(photos, quality=quality, overwrite=overwrite)
+    for job in (job for job in jobs if is_video(job.src)):
+        progress = None if on_frame is None else functools.partial(on_frame, job)
+        try:
+            enhancer.enhance_video(
+                job.src, job.dst, crf=crf, codec=codec, overwrite=overwrite, on_frame=progress
+            )
+        except DslrifyError as e:
+            yield job.src, job.dst, e
+        else:
+            yield job.src, job.dst, None
 
 
 def run_batch(
@@ -286,8 +317,14 @@ def run_batch(
     quality: int = 95,
     overwrite: bool = False,
     on_result: OnResult | None = None,
+    crf: int | None = None,
+    codec: str | None = None,
+    on_frame: OnFrame | None = None,
 ) -> BatchReport:
     """Run ``plan`` through ``enhancer``; ``on_result(job, error)`` after each input (job None: refused).
+
+    Videos are encoded with ``codec`` at quality ``crf`` (None: the defaults of :mod:`dslrify.video`);
+    ``on_frame(job, done, expected)`` reports each enhanced frame.
 
     A KeyboardInterrupt stops the batch cleanly: writes in flight complete (each output is whole or
     absent), output folders left empty are removed, and the report says what was finished.
@@ -303,9 +340,7 @@ def run_batch(
         if folder.is_dir():  # temporaries of killed earlier runs go, even when nothing is left to write
             remove_stale_temporaries(folder)
     by_src = {job.src: job for job in plan.jobs}
-    results = enhancer.enhance_files(
-        [(j.src, j.dst) for j in plan.jobs], quality=quality, overwrite=overwrite
-    )
+    results = _results(enhancer, plan.jobs, quality, overwrite, crf, codec, on_frame)
     reported: set[Path] = set()
     try:
         for src, _, error in results:  # errors here are DslrifyErrors: anything else is a bug and propagates

@@ -92,7 +92,7 @@ def _device(value: str) -> str:
 @friendly
 def enhance(
     inputs: Annotated[
-        list[str], typer.Argument(help="Photos, folders or glob patterns.", show_default=False)
+        list[str], typer.Argument(help="Photos, videos, folders or glob patterns.", show_default=False)
     ],
     output: Annotated[
         Path | None,
@@ -134,11 +134,23 @@ def enhance(
         str | None, typer.Option(help="torch or onnxruntime; default: onnxruntime for a .onnx --model.")
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="fp16 autocast on CUDA.")] = False,
+    crf: Annotated[
+        int | None, typer.Option(min=0, max=63, help="Video quality (lower: better); default per codec.")
+    ] = None,
+    codec: Annotated[
+        str | None, typer.Option(help="Video encoder; default: libx264 (libvpx-vp9 for .webm).")
+    ] = None,
 ) -> None:
-    """Enhance photos; outputs are named STEM + suffix + ext and keep EXIF, XMP and colour profile."""
+    """Enhance photos and videos; outputs are named STEM + suffix + ext and keep their metadata.
+
+    Photos keep EXIF, XMP and colour profile; videos keep their container, timing, rotation and sound.
+    """
     from dslrify.batch import plan_jobs, run_batch
     from dslrify.enhancer import Enhancer
+    from dslrify.video_io import check_encoder
 
+    if codec is not None:
+        check_encoder(codec)
     plan = plan_jobs(inputs, output, suffix=suffix, ext=ext, recursive=recursive)
     engine = _engine(model, backend)
     enhancer = Enhancer(
@@ -152,8 +164,17 @@ def enhance(
         allow_truncated=allow_truncated,
         raw_wb=raw_wb,
     )
-    with batch_progress(err, enhancer.name, plan) as on_result, sigterm_as_interrupt():
-        report = run_batch(enhancer, plan, quality=quality, overwrite=overwrite, on_result=on_result)
+    with batch_progress(err, enhancer.name, plan) as (on_result, on_frame), sigterm_as_interrupt():
+        report = run_batch(
+            enhancer,
+            plan,
+            quality=quality,
+            overwrite=overwrite,
+            on_result=on_result,
+            crf=crf,
+            codec=codec,
+            on_frame=on_frame,
+        )
     if report.interrupted:
         for job in report.done:
             say(err, "finished", "green", str(job.dst))

@@ -184,17 +184,23 @@ class Enhancer:
         self.half = half
 
     # -- tensors ------------------------------------------------------------------------------
-    def enhance_tensor(self, x: torch.Tensor, *, strength: float | None = None) -> torch.Tensor:
+    def enhance_tensor(
+        self, x: torch.Tensor, *, strength: float | None = None, context: Any = None
+    ) -> torch.Tensor:
         """(N, 3, H, W) RGB -> (N, 3, H, W) float32 in [0, 1], on the CPU (big outputs never sit on a GPU).
 
         ``x`` is float in [0, 1], or uint8 / uint16 (a photo's native pixels, converted tile by tile).
         ``strength`` overrides the Enhancer's own for this call (0: the input, 1: the model's output).
+        ``context``: one photo's whole-photo context from :meth:`context_of` (possibly smoothed over
+        video frames) used instead of the photo's own; None: computed from ``x``.
         Safe to call from several threads at once on one Enhancer.
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (N, 3, H, W), got {tuple(x.shape)}")
+        if context is not None and x.shape[0] != 1:
+            raise ValueError("a context belongs to one photo: pass a batch of one")
         strength = self.strength if strength is None else _check_strength(strength)
-        return torch.cat([self._enhance_one(x[i : i + 1], strength) for i in range(x.shape[0])])
+        return torch.cat([self._enhance_one(x[i : i + 1], strength, context) for i in range(x.shape[0])])
 
     def enhance_pixels(self, x: torch.Tensor, *, strength: float | None = None) -> torch.Tensor:
         """``enhance_tensor`` for a photo's native pixels: (1, 3, H, W) uint8 or uint16 in, the same dtype
@@ -203,16 +209,35 @@ class Enhancer:
         """
         strength = self.strength if strength is None else _check_strength(strength)
         out_dtype = x.dtype if x.dtype in (torch.uint8, torch.uint16) else torch.float32
-        return torch.cat([self._enhance_one(x[i : i + 1], strength, out_dtype) for i in range(x.shape[0])])
+        return torch.cat(
+            [self._enhance_one(x[i : i + 1], strength, None, out_dtype) for i in range(x.shape[0])]
+        )
+
+    def context_of(self, x: torch.Tensor) -> Any:
+        """The whole-photo context that :meth:`enhance_tensor` computes for ``x`` (1, 3, H, W), or None
+        for a model without one; a caller may hold, blend or reuse it (video frames)."""
+        spec, (h, w) = self.model.spec, x.shape[-2:]
+        if spec.context == "none" or not spec.tileable:
+            return None
+        pad = self._border(h, w)
+        ph, pw = h + 2 * pad, w + 2 * pad
+        tile = self._choose_tile(h, w)
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
+            if spec.context == "moments" and tile is not None:
+                tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
+                return self._moments_by_tiles(x, pad, tiles)
+            if spec.context == "thumbnail" and spec.thumbnail and not pad:
+                return self.model.context_from_thumbnail(self._thumbnail(x), h, w)
+            return self.model.compute_context(self._crop(x, pad, 0, ph, 0, pw))
 
     def _enhance_one(
-        self, x: torch.Tensor, strength: float, out_dtype: torch.dtype = torch.float32
+        self, x: torch.Tensor, strength: float, context: Any = None, out_dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
                 with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
-                    y = self._run(x, tile, _Finish(strength, out_dtype))
+                    y = self._run(x, tile, _Finish(strength, out_dtype), context)
                 break
             except torch.OutOfMemoryError:
                 # Only CUDA reports OOM as an exception we can recover from: retry with smaller tiles.
@@ -255,9 +280,10 @@ class Enhancer:
             return 0
         return max(0, min(self.model.spec.receptive_field, height - 1, width - 1))
 
-    def _run(self, x: torch.Tensor, tile: int | None, finish: _Finish) -> torch.Tensor:
-        """(1, 3, H, W) -> (1, 3, H, W) on the CPU: whole, or tile by tile with a shared context; each
-        piece blended with its input and quantised by ``finish``.
+    def _run(self, x: torch.Tensor, tile: int | None, finish: _Finish, context: Any = None) -> torch.Tensor:
+        """(1, 3, H, W) -> (1, 3, H, W) on the CPU: whole, or tile by tile with a shared context (the
+        caller's, e.g. a video frame's smoothed one, or the photo's own); each piece blended with its
+        input and quantised by ``finish``.
 
         Works on the photo with its mirrored border (``_border``) as if it were the photo: coordinates
         below are in that padded frame, and only the photo's own pixels are written out.
@@ -267,14 +293,14 @@ class Enhancer:
         pad = self._border(h, w)
         ph, pw = h + 2 * pad, w + 2 * pad
         if tile is None:
-            y = model(self._crop(x, pad, 0, ph, 0, pw)).float().cpu()
+            y = model(self._crop(x, pad, 0, ph, 0, pw), context).float().cpu()
             return finish(y[:, :, pad : pad + h, pad : pad + w] if pad else y, x).contiguous()
         tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
-        context: Any = None
-        if spec.context == "thumbnail" and spec.thumbnail and not pad:
+        if context is not None:
+            pass  # given by the caller (a video frame's smoothed context)
+        elif spec.context == "thumbnail" and spec.thumbnail and not pad:
             # The thumbnail band by band: the photo never exists whole in float (1.2 GB at 100 MP).
-            small = thumbnail_in_bands(x, spec.thumbnail, lambda band: unit_float(band.to(self.device)))
-            context = model.context_from_thumbnail(small, h, w)
+            context = model.context_from_thumbnail(self._thumbnail(x), h, w)
         elif spec.context == "thumbnail":
             context = model.compute_context(self._crop(x, pad, 0, ph, 0, pw))  # it shrinks it itself
         elif spec.context == "moments":
@@ -290,6 +316,10 @@ class Enhancer:
             core = (slice(None), slice(None), slice(y0 - pad, y1 - pad), slice(x0 - pad, x1 - pad))
             out[core] = finish(y[:, :, y0 - t.cy0 : y1 - t.cy0, x0 - t.cx0 : x1 - t.cx0], x[core])
         return out
+
+    def _thumbnail(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's thumbnail of the photo ``x``, made band by band (``thumbnail_in_bands``)."""
+        return thumbnail_in_bands(x, self.model.spec.thumbnail, lambda band: unit_float(band.to(self.device)))
 
     def _crop(self, x: torch.Tensor, pad: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         """Rows y0:y1, columns x0:x1 of the photo with a mirrored border of ``pad`` pixels (coordinates
@@ -365,6 +395,23 @@ class Enhancer:
         )
         write_photo(dst, photo, self.enhance_pixels(photo.pixels), quality=quality)
         return dst
+
+    def enhance_video(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        *,
+        crf: int | None = None,
+        codec: str | None = None,
+        overwrite: bool = False,
+        on_frame: Callable[[int, int | None], None] | None = None,
+    ) -> Path:
+        """Enhance the clip ``src`` into ``dst`` (same container), temporally smoothed, keeping timing,
+        rotation, audio and tags; see :mod:`dslrify.video` (and ``enhanced_frames`` for pipelines)."""
+        from dslrify.video import VideoOptions, enhance_video
+
+        options = VideoOptions(crf=crf, codec=codec)
+        return enhance_video(self, src, dst, options=options, overwrite=overwrite, on_frame=on_frame)
 
     def enhance_files(
         self,

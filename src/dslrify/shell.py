@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from typer.core import TyperGroup
 from dslrify.errors import DslrifyError, OutputExistsError
 
 if TYPE_CHECKING:
-    from dslrify.batch import Job, OnResult, Plan
+    from dslrify.batch import Job, OnFrame, OnResult, Plan
 
 try:  # recent typer carries its own copy of click
     from typer._click import exceptions as click_errors
@@ -91,18 +92,54 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: A video whose expected duration passes this many seconds gets a line saying how long it will take.
+LONG_JOB_SECONDS = 30.0
+
+
 @contextmanager
-def batch_progress(console: Console, name: str, plan: Plan) -> Iterator[OnResult]:
-    """A progress line (photo name, count, elapsed time; also for one photo) and one line per result."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+def batch_progress(console: Console, name: str, plan: Plan) -> Iterator[tuple[OnResult, OnFrame]]:
+    """A progress line (photo name, count, elapsed time; also for one photo) and one line per result;
+    for a video a second line (frames, frames/s, time left) and, once its speed is known, a line with
+    its expected duration when that is long."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     jobs = plan.jobs
     count = TextColumn("{task.completed}/{task.total}")
     photo = TextColumn("{task.description}", markup=False)  # a file name is not markup
-    columns = [SpinnerColumn(), photo, BarColumn(), count, TimeElapsedColumn()]
+    rate, left = TextColumn("{task.fields[rate]}"), TimeRemainingColumn()
+    columns = [SpinnerColumn(), photo, BarColumn(), count, rate, TimeElapsedColumn(), left]
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         state = {"next": 0}
-        task = progress.add_task("", total=len(jobs))
+        task = progress.add_task("", total=len(jobs), rate="")
+        clip: dict[str, Any] = {"job": None}
+
+        def on_frame(job: Job, done: int, expected: int | None) -> None:
+            now = time.perf_counter()
+            if clip["job"] is not job:
+                if clip["job"] is not None:
+                    progress.remove_task(clip["task"])
+                task_id: TaskID = progress.add_task(f"  {job.src.name}: frames", total=expected, rate="")
+                clip.update(job=job, task=task_id, start=now, told=False)
+            elapsed = now - clip["start"]
+            fps = done / elapsed if elapsed > 0 else 0.0
+            progress.update(clip["task"], completed=done, rate=f"{fps:.1f} frames/s")
+            if not clip["told"] and expected and elapsed >= 2.0 and done < expected:
+                clip["told"] = True
+                total = expected / fps
+                if total >= LONG_JOB_SECONDS:
+                    progress.console.print(
+                        Text(
+                            f"{job.src}: {expected} frames at {fps:.1f} frames/s, about {total / 60:.1f} min"
+                        )
+                    )
 
         def describe() -> None:
             if state["next"] < len(jobs):
@@ -121,7 +158,7 @@ def batch_progress(console: Console, name: str, plan: Plan) -> Iterator[OnResult
                 say(progress.console, "failed", "red", for_shell(error))
 
         describe()
-        yield on_result
+        yield on_result, on_frame
 
 
 def train_progress(console: Console) -> tuple[Any, Callable[..., None]]:
