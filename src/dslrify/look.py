@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dslrify.errors import DslrifyError
 from dslrify.lutfile import (
@@ -87,21 +87,46 @@ def _format_of(path: str | os.PathLike, format: str | None) -> LutFormat:
 
 
 class LookModel(EnhancementModel):
-    """A 3D LUT as an enhancement model: a per-pixel trilinear lookup (``grid_sample``), row chunks."""
+    """A 3D LUT as an enhancement model: a per-pixel trilinear lookup.
+
+    Inputs whose every value is a multiple of 1/255 (8-bit photos) on the CPU go through Pillow's C
+    ``Color3DLUT`` (trilinear, fixed point: within 0.54/255 of the exact value, rounded to 8 bit):
+    several times faster than ``grid_sample``, whose CPU kernel for 5-D inputs is not vectorised.
+    Anything else (16-bit photos, float tensors, a GPU) goes through ``grid_sample`` in row chunks.
+    """
+
+    lut: torch.Tensor  # (1, 3, N, N, N): [0, channel, b, g, r], a buffer (moves with .to(device))
 
     def __init__(self, table: np.ndarray, label: str = "look") -> None:
         super().__init__()
         # Input float (12 bytes a pixel) + output (12) + a chunk's grid: far below a network's needs.
         self.spec = ModelSpec(receptive_field=0, bytes_per_pixel=32, context="none")
-        lut = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32))
+        table = np.clip(np.ascontiguousarray(table, dtype=np.float64), 0, 1)
+        lut = torch.from_numpy(table.astype(np.float32))
         # grid_sample's 5-D input is (N, C, D, H, W) and its grid's last axis is (x, y, z) = (W, H, D):
         # with D = b, H = g, W = r, a pixel's (r, g, b) is its own grid coordinate.
         self.register_buffer("lut", lut.permute(3, 2, 1, 0).unsqueeze(0).contiguous())
+        # Pillow's table: R changes fastest, then G, then B.
+        self._pillow = ImageFilter.Color3DLUT(table.shape[0], table.transpose(2, 1, 0, 3).reshape(-1, 3))
         self.label = label
 
     def enhance(self, x: torch.Tensor, context: Any, origin: tuple[int, int] | None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, H, W): the LUT's value at each pixel's colour."""
-        lut: torch.Tensor = self.lut
+        if x.device.type == "cpu" and not x.requires_grad:
+            codes = x.float().mul(255).round_()
+            if torch.equal(codes.div(255), x):  # as photo.unit_float made them from uint8
+                return self._enhance_8bit(codes.to(torch.uint8))
+        return self._enhance_float(x)
+
+    def _enhance_8bit(self, codes: torch.Tensor) -> torch.Tensor:
+        out = []
+        for image in codes:
+            rgb = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), "RGB").filter(self._pillow)
+            out.append(torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1))
+        return torch.stack(out).float().div_(255)
+
+    def _enhance_float(self, x: torch.Tensor) -> torch.Tensor:
+        lut = self.lut
         n, _, h, w = x.shape
         out = torch.empty((n, 3, h, w), dtype=torch.float32, device=x.device)
         rows = max(1, _CHUNK_PIXELS // max(w, 1))
