@@ -39,7 +39,7 @@ from dslrify.lutfile import check_cube_size
 from dslrify.metrics import ciede2000, psnr
 
 FIT_PIXELS = 1_000_000
-SMOOTHNESS = 3e-4  # λ: thin-plate weight against the mean squared error of the data
+SMOOTHNESS = 3e-5  # λ: thin-plate weight against the mean squared error of the data
 PRIOR = 1e-2  # μ: pull towards the prior where there is no data
 DENSITY = 0.05  # data density (1 = uniform over the cube) at which the prior's weight has halved
 COARSE = 17  # lattice solved directly; finer ones start from it (conjugate gradients)
