@@ -115,15 +115,18 @@ class LookModel(EnhancementModel):
         if x.device.type == "cpu" and not x.requires_grad:
             codes = x.float().mul(255).round_()
             if torch.equal(codes.div(255), x):  # as photo.unit_float made them from uint8
-                return self._enhance_8bit(codes.to(torch.uint8))
+                return self._enhance_8bit(codes)
         return self._enhance_float(x)
 
     def _enhance_8bit(self, codes: torch.Tensor) -> torch.Tensor:
-        out = []
-        for image in codes:
-            rgb = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), "RGB").filter(self._pillow)
-            out.append(torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1))
-        return torch.stack(out).float().div_(255)
+        """``codes``: (N, 3, H, W) float holding integers 0..255. One pass each way (no extra copies)."""
+        n, _, h, w = codes.shape
+        out = torch.empty((n, 3, h, w), dtype=torch.float32)
+        for i in range(n):
+            hwc = torch.empty((h, w, 3), dtype=torch.uint8).copy_(codes[i].permute(1, 2, 0))
+            rgb = np.array(Image.fromarray(hwc.numpy(), "RGB").filter(self._pillow))
+            out[i].copy_(torch.from_numpy(rgb).permute(2, 0, 1))
+        return out.div_(255)
 
     def _enhance_float(self, x: torch.Tensor) -> torch.Tensor:
         lut = self.lut

@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import kornia
 import numpy as np
@@ -37,6 +38,10 @@ from dslrify.errors import DslrifyError
 from dslrify.look import DEFAULT_SIZE, Look, LookModel, describe, identity_table
 from dslrify.lutfile import check_cube_size
 from dslrify.metrics import ciede2000, psnr
+from dslrify.models.base import EnhancementModel
+
+if TYPE_CHECKING:
+    from dslrify.enhancer import Enhancer
 
 FIT_PIXELS = 1_000_000
 SMOOTHNESS = 3e-5  # λ: thin-plate weight against the mean squared error of the data
@@ -80,7 +85,7 @@ class FitReport:
 
 def fit_look(
     photos: Sequence[PhotoSource],
-    model: object = "default",
+    model: str | os.PathLike[str] | EnhancementModel | Enhancer = "default",
     *,
     size: int = DEFAULT_SIZE,
     check: Sequence[PhotoSource] = (),
@@ -94,12 +99,12 @@ def fit_look(
     ``model``: a model name, checkpoint folder, ``EnhancementModel`` or ``Enhancer``. ``check``: photos
     to measure the fit error on, not fitted. ``on_photo(name)`` is called before each photo is run.
     """
-    from dslrify.enhancer import Enhancer
+    from dslrify.enhancer import Enhancer  # noqa: F811 - at run time, lazily (it imports the model zoo)
 
     if not photos:
         raise DslrifyError("fit_look needs at least one photo", "give the photos whose look you want")
     check_cube_size(size)
-    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, device=device)  # type: ignore[arg-type]
+    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, device=device)
     pairs = [_pair(p, enhancer, fit_pixels, on_photo) for p in photos]
     table = solve_table(*_bins([x for x, _ in pairs], [y for _, y in pairs]), size)
     ident = identity_table(size)
@@ -120,7 +125,7 @@ def fit_look(
         + (f" at strength {strength:g}" if strength != 1 else ""),
         f"fitted on: {names}",
         describe(),
-        *report.lines(),
+        *(line.replace("ΔE00", "dE00") for line in report.lines()),  # ASCII for older LUT readers
     )
     return Look(table, f"dslrify {enhancer.name}", comments, report)
 
@@ -130,7 +135,7 @@ def _name(photo: PhotoSource, index: int) -> str:
 
 
 def _pair(
-    photo: PhotoSource, enhancer: object, fit_pixels: int, on_photo: Callable[[str], None] | None
+    photo: PhotoSource, enhancer: Enhancer, fit_pixels: int, on_photo: Callable[[str], None] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(input, model output), each (1, 3, h, w) float32, the photo shrunk to at most ``fit_pixels``."""
     from dslrify.photo import read_photo, unit_float
@@ -143,7 +148,7 @@ def _pair(
     if h * w > fit_pixels:
         scale = (fit_pixels / (h * w)) ** 0.5
         x = F.interpolate(x, size=(max(1, int(h * scale)), max(1, int(w * scale))), mode="area")
-    return x, enhancer.enhance_tensor(x)  # type: ignore[attr-defined]
+    return x, enhancer.enhance_tensor(x)
 
 
 def _bins(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
