@@ -207,6 +207,20 @@ def test_ffmpeg_lut3d_agrees(tmp_path, tinted_look, pix_fmt):
     assert gap <= 1 / 255 + 0.5 / scale
 
 
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (.ci/run installs it on Debian)")
+def test_ffmpeg_haldclut_reads_our_hald_layout(tmp_path, tinted_look):
+    hald = Look(resample(tinted_look.table, 16), "tinted").save(tmp_path / "look.png")  # level 4
+    src, x = _rgb48(tmp_path)
+    x = torch.round(x * 255) / 255
+    Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(src)
+    out = tmp_path / "out.png"
+    graph = "[0][1]haldclut=interp=trilinear"
+    cmd = [FFMPEG, "-v", "error", "-y", "-i", str(src), "-i", str(hald), "-filter_complex", graph]
+    subprocess.run([*cmd, "-frames:v", "1", "-pix_fmt", "rgb24", str(out)], check=True, timeout=60)
+    ours = Look.load(hald).apply(x) * 255
+    assert (ours - read_photo(out).pixels.float()).abs().max() <= 1
+
+
 def test_colour_science_reads_and_applies_the_cube(tmp_path, tinted_look):
     colour = pytest.importorskip("colour")
     cube = tinted_look.save(tmp_path / "look.cube")
