@@ -140,6 +140,10 @@ def enhance(
     codec: Annotated[
         str | None, typer.Option(help="Video encoder; default: libx264 (libvpx-vp9 for .webm).")
     ] = None,
+    look: Annotated[
+        Path | None,
+        typer.Option("--look", help="Apply a 3D LUT (.cube or Hald CLUT image) instead of a model."),
+    ] = None,
 ) -> None:
     """Enhance photos and videos; outputs are named STEM + suffix + ext and keep their metadata.
 
@@ -152,7 +156,7 @@ def enhance(
     if codec is not None:
         check_encoder(codec)
     plan = plan_jobs(inputs, output, suffix=suffix, ext=ext, recursive=recursive)
-    engine = _engine(model, backend)
+    engine = _engine(model, backend) if look is None else _look_engine(look, model, backend)
     enhancer = Enhancer(
         engine,
         device=device,
@@ -192,6 +196,56 @@ def _engine(model: str, backend: str | None) -> Any:
 
         return OnnxModel(model)
     raise DslrifyError(f"--backend {backend!r} is not supported", "choose torch or onnxruntime")
+
+
+def _look_engine(path: Path, model: str, backend: str | None) -> Any:
+    """The LookModel of a LUT file for ``--look`` (which replaces --model and --backend)."""
+    if model != "default" or backend is not None:
+        raise DslrifyError("--look replaces the model", "give either --look or --model/--backend")
+    from dslrify.look import Look
+
+    return Look.load(path).model()
+
+
+@app.command("look")
+@friendly
+def look_cmd(
+    photos: Annotated[list[Path], typer.Argument(help="Photos whose look to fit.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="LUT file to write: .cube or .png (Hald).")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model name (see `dslrify models`) or checkpoint folder.")
+    ] = "default",
+    size: Annotated[
+        int | None, typer.Option(help="Entries per side of a .cube LUT (2-256); default 33.")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", help="cube or hald; default: from the output's extension.")
+    ] = None,
+    hald_level: Annotated[
+        int, typer.Option(help="Hald CLUT level L: L² entries per side (8 gives 64³).")
+    ] = 8,
+    strength: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Blend with the identity: 0 = none, 1 = full look.")
+    ] = 1.0,
+    check: Annotated[
+        list[Path] | None,
+        typer.Option("--check", help="Photo to measure the fit on, not fitted (repeatable)."),
+    ] = None,
+    device: Annotated[str, typer.Option(callback=_device, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Export the model's colour and tone transform on PHOTOS as a 3D LUT (.cube or Hald CLUT PNG)."""
+    from dslrify.look import lut_format
+    from dslrify.lookfit import fit_look
+
+    fmt, n = lut_format(output, format, size, hald_level)
+    with err.status("fitting the look") as status:
+        look = fit_look(
+            photos, model, size=n, check=check or [], strength=strength, device=device,
+            on_photo=lambda name: status.update(Text(f"running the model on {name}")),
+        )  # fmt: skip
+    for line in look.fit.lines() if look.fit else []:
+        out.print(line, highlight=False)
+    out.print(f"wrote {look.save(output, fmt)} ({n}³, trilinear)", highlight=False)
 
 
 @app.command("models")
