@@ -14,6 +14,7 @@ from dslrify.models.base import ContextInstanceNorm, EnhancementModel, ModelSpec
 from dslrify.models.discriminator import PatchDiscriminator
 from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator
 from dslrify.models.guided import GuidedEnhancer
+from dslrify.models.matched import MatchedEnhancer
 from dslrify.models.ppcn import PPCNStudent, PPCNTeacher
 from dslrify.models.unet import ResidualUNet
 
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "ppcn-student": PPCNStudent,
     "patchgan": PatchDiscriminator,
     "guided": GuidedEnhancer,
+    "matched": MatchedEnhancer,
 }
 
 
