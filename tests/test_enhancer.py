@@ -154,3 +154,41 @@ def test_fast_model_tiles_match_the_whole_photo():
     tiled = Enhancer(model, device="cpu", tile=64).enhance_tensor(x)
     assert (whole - x).abs().max() > 0.01
     assert (tiled - whole).abs().max() <= 1 / 255
+
+
+def _smooth_sky(h: int = 120, w: int = 160) -> torch.Tensor:
+    """A smooth vertical gradient, like a clear sky: its own edge steps are tiny."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return torch.stack([0.35 + 0.3 * yy, 0.5 + 0.1 * xx, 0.8 - 0.3 * yy])[None]
+
+
+def test_reflected_borders_remove_the_frame_and_keep_tiles_exact():
+    from dslrify.metrics import edge_step
+
+    x = _smooth_sky()
+    zero = Enhancer("default", device="cpu", borders="zero").enhance_tensor(x)
+    reflect = Enhancer("default", device="cpu").enhance_tensor(x)  # the shipped config says "reflect"
+    assert float(edge_step(x, zero)) > 4  # zero padding: a frame of several levels
+    assert float(edge_step(x, reflect)) <= 1
+    tiled = Enhancer("default", device="cpu", tile=48).enhance_tensor(x)
+    assert float((tiled - reflect).abs().max()) <= 1e-5
+
+
+def test_imported_checkpoints_run_with_zero_borders_as_released(tmp_path):
+    from dslrify.checkpoint import save_checkpoint
+
+    model = random_unet()
+    folder = save_checkpoint(tmp_path / "ckpt", model, "unet", {"width": 8, "depth": 3, "global_width": 16})
+    assert Enhancer(folder, device="cpu").borders == "zero"
+    with pytest.raises(DslrifyError, match="border mode"):
+        Enhancer(model, device="cpu", borders="wrap")  # type: ignore[arg-type]
+
+
+def test_edge_step_sees_a_bright_top_row():
+    from dslrify.metrics import edge_step
+
+    x = _smooth_sky()
+    framed = x.clone()
+    framed[:, :, 0] += 10 / 255
+    assert float(edge_step(x, x)) == pytest.approx(0, abs=1e-9)
+    assert float(edge_step(x, framed)) == pytest.approx(10, abs=0.5)  # less the sky's own step

@@ -37,16 +37,19 @@ def save_checkpoint(
     args: dict[str, Any],
     training: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    borders: str = "zero",
 ) -> Path:
     """Write ``model`` into ``directory`` (created if needed); both files are replaced atomically.
 
     ``extra_tensors`` (optimiser state and the like) go into a separate ``state.safetensors``.
+    ``borders`` tells the Enhancer how to treat a photo's edges ("zero": as released, "reflect").
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "architecture": architecture,
         "args": args,
+        "borders": borders,
         "dslrify_version": _version(),
         "training": training or {},
     }

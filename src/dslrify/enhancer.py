@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from dslrify.photo import (
 from dslrify.zoo import resolve_model
 
 MIN_TILE = 64
+Borders = Literal["zero", "reflect"]
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -130,6 +131,7 @@ class Enhancer:
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         half: bool = False,
+        borders: Borders | None = None,
     ) -> None:
         if tile is not None and tile < 0:
             raise DslrifyError(f"tile must be >= 0, got {tile}")
@@ -142,6 +144,14 @@ class Enhancer:
         else:
             self.model, self.config, self.name = resolve_model(model)
         self.model = self.model.to(self.device).eval()
+        # How the photo's own edges are treated: "reflect" pads the photo by the receptive field with its
+        # mirror image, so that no output pixel sees a convolution's zero padding (no frame around the
+        # photo); "zero" runs the model as trained and released (imported DPED/PPCN are scored so). The
+        # checkpoint's config.json says which, unless asked here.
+        borders = borders or self.config.get("borders", "zero")
+        if borders not in ("zero", "reflect"):
+            raise DslrifyError(f"unknown border mode {borders!r}", "use 'zero' or 'reflect'")
+        self.borders: Borders = borders
         self.tile = tile
         self.last_tile: int | None = None
         self.strength = _check_strength(strength)
@@ -209,33 +219,54 @@ class Enhancer:
         side = int(math.sqrt(self._pixel_budget())) - 2 * spec.receptive_field
         return max(MIN_TILE, side)
 
+    def _border(self, height: int, width: int) -> int:
+        """Pixels of mirrored border added on each side (0 for ``borders="zero"``)."""
+        if self.borders == "zero":
+            return 0
+        return max(0, min(self.model.spec.receptive_field, height - 1, width - 1))
+
     def _run(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
-        """(1, 3, H, W) -> (1, 3, H, W) float32 on the CPU: whole, or tile by tile with a shared context."""
-        model, dev = self.model, self.device
-        if tile is None:
-            return model(_unit(x.to(dev))).float().cpu()
-        spec = model.spec
+        """(1, 3, H, W) -> (1, 3, H, W) float32 on the CPU: whole, or tile by tile with a shared context.
+
+        Works on the photo with its mirrored border (``_border``) as if it were the photo: coordinates
+        below are in that padded frame, and only the photo's own pixels are written out.
+        """
+        model, spec = self.model, self.model.spec
         h, w = x.shape[-2:]
-        tiles = plan_tiles(h, w, tile, spec.receptive_field, spec.size_multiple)
+        pad = self._border(h, w)
+        ph, pw = h + 2 * pad, w + 2 * pad
+        if tile is None:
+            y = model(self._crop(x, pad, 0, ph, 0, pw)).float().cpu()
+            return y[:, :, pad : pad + h, pad : pad + w].contiguous() if pad else y
+        tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
         context: Any = None
         if spec.context == "thumbnail":
-            context = model.compute_context(_unit(x).to(dev))  # the model shrinks it itself
+            context = model.compute_context(self._crop(x, pad, 0, ph, 0, pw))  # it shrinks it itself
         elif spec.context == "moments":
-            context = self._moments_by_tiles(x, tiles)
+            context = self._moments_by_tiles(x, pad, tiles)
         out = torch.empty(x.shape, dtype=torch.float32)
         for t in tiles:
+            # The part of the tile's core that lies on the photo itself (not on the mirrored border).
+            y0, y1, x0, x1 = max(t.y0, pad), min(t.y1, pad + h), max(t.x0, pad), min(t.x1, pad + w)
+            if y0 >= y1 or x0 >= x1:
+                continue
             origin = (t.cy0, t.cx0) if spec.needs_origin else None
-            y = model(self._crop(x, t), context, origin).float().cpu()
-            out[:, :, t.y0 : t.y1, t.x0 : t.x1] = y[
-                :, :, t.y0 - t.cy0 : t.y1 - t.cy0, t.x0 - t.cx0 : t.x1 - t.cx0
+            y = model(self._crop(x, pad, t.cy0, t.cy1, t.cx0, t.cx1), context, origin).float().cpu()
+            out[:, :, y0 - pad : y1 - pad, x0 - pad : x1 - pad] = y[
+                :, :, y0 - t.cy0 : y1 - t.cy0, x0 - t.cx0 : x1 - t.cx0
             ]
         return out
 
-    def _crop(self, x: torch.Tensor, t: Tile) -> torch.Tensor:
-        """Tile ``t``'s input crop (halo included), float32 [0, 1] on the model's device."""
-        return _unit(x[:, :, t.cy0 : t.cy1, t.cx0 : t.cx1].to(self.device))
+    def _crop(self, x: torch.Tensor, pad: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """Rows y0:y1, columns x0:x1 of the photo with a mirrored border of ``pad`` pixels (coordinates
+        in that padded frame), as float32 [0, 1] on the model's device. Only the crop is copied."""
+        h, w = x.shape[-2:]
+        rows, cols = _mirrored(y0 - pad, y1 - pad, h), _mirrored(x0 - pad, x1 - pad, w)
+        crop = x[:, :, rows] if isinstance(rows, torch.Tensor) else x[:, :, rows[0] : rows[1]]
+        crop = crop[..., cols] if isinstance(cols, torch.Tensor) else crop[..., cols[0] : cols[1]]
+        return _unit(crop.to(self.device))
 
-    def _moments_by_tiles(self, x: torch.Tensor, tiles: list[Tile]) -> MomentsContext:
+    def _moments_by_tiles(self, x: torch.Tensor, pad: int, tiles: list[Tile]) -> MomentsContext:
         """The whole photo's statistics (instance norm), measured exactly over tiles.
 
         Statistic k depends on the activations before it, which depend on statistics 0..k-1, so they
@@ -249,7 +280,7 @@ class Enhancer:
         while True:
             sums: tuple[torch.Tensor, torch.Tensor] | None = None
             for t in tiles:
-                crop = self._crop(x, t)
+                crop = self._crop(x, pad, t.cy0, t.cy1, t.cx0, t.cx1)
                 try:
                     model.enhance(crop, MomentsContext(tuple(known), probe=True), None)
                 except NormProbe as probe:
@@ -266,7 +297,7 @@ class Enhancer:
                     continue
                 return MomentsContext(tuple(known))  # a whole pass needed no more: all are known
             assert sums is not None
-            n = x.shape[-2] * x.shape[-1]
+            n = (x.shape[-2] + 2 * pad) * (x.shape[-1] + 2 * pad)
             mean = sums[0] / n
             var = (sums[1] / n - mean.square()).clamp_min(0)
             known.append((mean.float()[..., None, None], var.float()[..., None, None]))
@@ -369,6 +400,15 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
         )
     if dst.exists() and not overwrite:
         raise OutputExistsError(f"{dst} already exists", "pass --overwrite to replace it")
+
+
+def _mirrored(start: int, stop: int, size: int) -> tuple[int, int] | torch.Tensor:
+    """Indices ``start..stop-1`` of an axis of ``size`` mirrored at its ends (``F.pad``'s "reflect":
+    -1 -> 1, size -> size - 2); a plain (start, stop) range when nothing falls outside."""
+    if start >= 0 and stop <= size:
+        return (start, stop)
+    i = torch.arange(start, stop).abs()
+    return torch.where(i >= size, 2 * (size - 1) - i, i)
 
 
 def _check_strength(strength: float) -> float:

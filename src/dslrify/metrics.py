@@ -269,6 +269,34 @@ def sharpness(x: Tensor) -> Tensor:
     return lap[:, :, 1:-1, 1:-1].flatten(1).var(dim=1, unbiased=False)
 
 
+def edge_step(inp: Tensor, out: Tensor, depth: int = 4) -> Tensor:
+    """How much a model adds at the photo's edges (a frame), in 8-bit levels: ``(N, 3, H, W)`` -> ``(N,)``.
+
+    Per side and for rows (columns) ``r = 0 .. depth - 1`` from that edge: the mean ``|out[r] - out[r+1]|``
+    minus the mean ``|inp[r] - inp[r+1]|`` (over the row and the channels), times 255. The result is the
+    largest over the four sides and the ``depth`` rows: about 0 when the edge is treated like the
+    centre, several levels for a bright or dark frame. Meaningful on smooth photos, where the input's
+    own steps are small.
+    """
+    _check_images(inp, out)
+    if min(inp.shape[-2:]) < depth + 1:
+        raise ValueError(f"edge_step needs images of at least {depth + 1} pixels on each side")
+    worst = torch.full((inp.shape[0],), -float("inf"), dtype=torch.float64, device=inp.device)
+    for image in (
+        lambda t: t,
+        lambda t: t.flip(-2),
+        lambda t: t.transpose(-1, -2),
+        lambda t: t.flip(-1).transpose(-1, -2),
+    ):
+        a, b = image(inp).double(), image(out).double()
+        for r in range(depth):
+            step = (b[:, :, r] - b[:, :, r + 1]).abs().mean(dim=(1, 2)) - (
+                a[:, :, r] - a[:, :, r + 1]
+            ).abs().mean(dim=(1, 2))
+            worst = torch.maximum(worst, step * 255)
+    return worst
+
+
 def _as_array(values: Sequence[float] | np.ndarray | Tensor, what: str) -> np.ndarray:
     v = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:

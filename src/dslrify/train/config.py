@@ -25,6 +25,9 @@ class ModelConfig:
     args: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # a model name or checkpoint folder to start from (fine-tuning)
     freeze: str | None = None  # parameters whose name starts with this stay fixed ("net.": a wrapper's base)
+    # How the Enhancer treats the photo's edges with this model (saved in config.json): "reflect" pads
+    # by the receptive field with the mirrored photo, so the edges get the centre's treatment (no frame).
+    borders: Literal["zero", "reflect"] = "reflect"
 
 
 @dataclass

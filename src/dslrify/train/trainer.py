@@ -330,7 +330,14 @@ class Trainer:
             "config": self.cfg.to_dict(),
             **(extra or {}),
         }
-        save_checkpoint(tmp, self.eval_model(), self.cfg.model.architecture, self.model_args, training)
+        save_checkpoint(
+            tmp,
+            self.eval_model(),
+            self.cfg.model.architecture,
+            self.model_args,
+            training,
+            borders=self.cfg.model.borders,
+        )
         return tmp
 
     def _save(self) -> None:
