@@ -236,15 +236,21 @@ def test_gate_learns_direction(tmp_path, student_dir):
         )
 
 
-def test_shipped_default_maps_a_dslr_patch_nearly_to_itself(shared_data):
+def test_shipped_default_moves_dslr_patches_less_than_its_network_does(shared_data):
+    """The gate's direction on DPED's 39 Canon test patches: closer to themselves than the bare network
+    leaves them, and the phone patches still corrected (the shipped trade-off point, see matching.md)."""
     from dslrify import metrics
     from dslrify.data import open_pairs
     from dslrify.zoo import resolve_model
 
     test = open_pairs(shared_data / "dped", "iphone", split="test")
-    x, y = test[3]
+    x, y = (torch.stack(t) for t in zip(*(test[i] for i in range(len(test))), strict=True))
     model = resolve_model("default")[0]
+    assert isinstance(model, MatchedEnhancer)
+    q = metrics.quantize_8bit
     with torch.no_grad():
-        same = float(metrics.psnr(metrics.quantize_8bit(model(y[None])), y[None]))
-        moved = float(metrics.psnr(metrics.quantize_8bit(model(x[None])), x[None]))
-    assert same > 26 and same > moved + 4
+        gated = float(metrics.psnr(q(model(y)), y).mean())
+        bare = float(metrics.psnr(q(model.net(y)), y).mean())
+        phone = float(metrics.psnr(q(model(x)), y).mean())
+    assert gated > bare + 0.5
+    assert phone > 24.0

@@ -28,6 +28,7 @@ SMALL_ARGS: dict[str, dict] = {
     "ppcn-teacher": {},
     "ppcn-student": {},
     "guided": {"context_size": 48, "radius": 2},
+    "matched": {"base": "ppcn-student", "highlight_knee": 0.8},
 }
 ENHANCERS = sorted(
     name for name, cls in ARCHITECTURES.items() if isinstance(cls, type) and issubclass(cls, EnhancementModel)
