@@ -4,7 +4,9 @@ cross-validated estimate on the 198 training pairs (read from docs/models/cv-res
     python benchmarks/quality.py [--data ../shared/data/dped] [--pictures docs/images]
 
 Protocol: outputs clamped to [0,1] and rounded to 8 bit; PSNR/SSIM with 95 % bootstrap intervals,
-MS-SSIM (3 scales), ΔE00; megapixels/s on this machine's CPU (2 threads, 100x100 patches, batch 39).
+MS-SSIM (3 scales), ΔE00; megapixels/s on this machine's CPU (2 threads, 100x100 patches, batch 39);
+DSLR -> DSLR: the 39 Canon patches through each model against themselves (the full-photo columns of
+quality matching, slower, are in benchmarks/matching.py).
 With --pictures it also writes side-by-side strips (input | DPED | dslrify | DSLR) of test pairs and of a
 full-size phone photo.
 """
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dslrify import metrics
 from dslrify.baselines import auto_levels, identity
 from dslrify.convert.dped import import_dped
 from dslrify.convert.ppcn import import_ppcn
@@ -125,6 +128,15 @@ def main() -> None:
             f"{s.ssim:.4f} ({s.ssim_ci[0]:.4f}–{s.ssim_ci[1]:.4f})  {s.ms_ssim:7.4f} {s.delta_e:6.2f} "
             f"{s.megapixels_per_s:6.2f}  {cv_estimate(s.model, cv)}"
         )
+    # Direction (benchmarks/matching.py has the full-photo columns: Kodak, photos/, clipping, edge step):
+    # the 39 Canon patches through each model, against themselves.
+    canon = torch.stack([test[i][1] for i in range(len(test))])
+    print("DSLR -> DSLR on the 39 Canon test patches (PSNR dB / SSIM):")
+    with torch.inference_mode():
+        for name, model in models.items():
+            out = metrics.quantize_8bit(model(canon).float())
+            psnr, ssim = float(metrics.psnr(out, canon).mean()), float(metrics.ssim(out, canon).mean())
+            print(f"  {name:<14} {psnr:6.2f} / {ssim:.4f}")
     d = result.compare("default", "dped-official")
     print(
         f"default − dped-official (paired, 95% CI): PSNR {d['psnr'].mean:+.2f} ({d['psnr'].low:+.2f} to "

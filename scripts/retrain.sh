@@ -7,8 +7,10 @@
 # (model.safetensors + config.json: `best` when the recipe validates, else `last`) is copied to OUT/MODEL.
 # The shipped weights in src/dslrify/weights are never written here: `make ship-weights` does that, on request.
 # Environment: DSLRIFY (the command, default `dslrify`), DATA (default ../shared/data).
-# Recipes are the model cards' (docs/models/*.md); times on a 2-core CPU: default ~2 min, fast ~6 min,
-# paper ~2 h (one H100: default 30 s, paper 2 min).
+# Recipes are the model cards' (docs/models/*.md). default and fast have two stages: the network
+# (configs/NAME-base.yaml), then the quality gate around it (configs/NAME.yaml), which also trains on clean
+# photos: CLEAN (default RUNS/mate-backgrounds; fetched with apt-get download mate-backgrounds when
+# absent). Times on a 2-core CPU: default ~10 min, fast ~15 min, paper ~2 h (one H100: minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."  # relative paths (configs/, --runs, --out, DATA) start at the repository root
 
@@ -44,6 +46,7 @@ case $(realpath -m "$out") in
 esac
 
 teacher=$runs/ppcn-teacher
+clean=${CLEAN:-$runs/mate-backgrounds}
 common=(--set "data.root=$DATA/dped" --set "run.device=$device")
 # default and fast start from PPCN's released teacher and use it to blend the targets.
 with_teacher=(--set "model.init=$teacher" --set "data.teacher=$teacher")
@@ -60,7 +63,18 @@ for model in "${models[@]}"; do
     start=$(date +%s)
     case $model in
         default | fast)
-            "$DSLRIFY" train "configs/$model.yaml" "${common[@]}" "${with_teacher[@]}" --set "run.dir=$run" ;;
+            if [ -z "$(ls "$clean" 2>/dev/null)" ]; then  # clean photos for the gate's identity patches
+                mkdir -p "$clean" "$runs/mate"
+                (cd "$runs/mate" && apt-get download mate-backgrounds >/dev/null && dpkg -x mate-backgrounds_*.deb .) || {
+                    echo "error: no clean photos in $clean and apt-get download mate-backgrounds failed;" \
+                        "set CLEAN=/folder/of/clean/photos" >&2
+                    exit 2
+                }
+                cp "$runs"/mate/usr/share/backgrounds/mate/nature/*.jpg "$clean/"
+            fi
+            "$DSLRIFY" train "configs/$model-base.yaml" "${common[@]}" "${with_teacher[@]}" --set "run.dir=$run-base"
+            "$DSLRIFY" train "configs/$model.yaml" "${common[@]}" --set "model.init=$run-base/last" \
+                --set "data.clean_root=$clean" --set "run.dir=$run" ;;
         paper)
             # The shipped weights: the `best` step (400) of a 4000-step cosine schedule, batch 32.
             "$DSLRIFY" train configs/paper.yaml "${common[@]}" --set run.max_steps=4000 \

@@ -31,6 +31,7 @@ SMALL_ARGS: dict[str, dict] = {
     "ppcn-student": {},
     "guided": {"context_size": 48, "radius": 2},
     "xia2018": {"channels": 8, "blocks": 2},
+    "matched": {"base": "ppcn-student", "highlight_knee": 0.8},
 }
 ENHANCERS = sorted(
     name for name, cls in ARCHITECTURES.items() if isinstance(cls, type) and issubclass(cls, EnhancementModel)

@@ -250,10 +250,11 @@ def test_teacher_labels_unpaired_photos_and_blends_into_pairs(tmp_path, pairs_ro
     ]
     trainer = Trainer(load_config(write_config(tmp_path, pairs_root), overrides))
     assert "3 unpaired photos" in trainer.data_description and "teacher" in trainer.licence
-    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    x, y = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
     taught = trainer.teacher(x).clamp(0, 1)
-    mixed = trainer._teach(x, y, torch.tensor([False, True]))
+    mixed = trainer._teach(x, y, torch.tensor([1, 0, 2]))  # sources: unpaired photo, pair, clean patch
     assert torch.allclose(mixed[0], taught[0]) and torch.allclose(mixed[1], 0.75 * y[1] + 0.25 * taught[1])
+    assert torch.equal(mixed[2], y[2])  # identity and degraded clean patches keep their own targets
     keys = [k for batch in trainer_sampler_keys(trainer) for k in batch]
     assert {k[2] for k in keys} == {0, 1} and sum(k[2] == 1 for k in keys) == len(keys) // 2
     trainer.fit()

@@ -44,10 +44,11 @@ MODELS: dict[str, ZooEntry] = {
     for entry in [
         ZooEntry(
             name="default",
-            architecture="ppcn-teacher",
-            args={},
+            architecture="matched",
+            args={"base": "ppcn-teacher", "highlight_knee": 0.8},
             weights="default",
-            description="PPCN's teacher fine-tuned on the DPED pairs with self-distillation (best in CV)",
+            description="PPCN's teacher fine-tuned on the DPED pairs, with a quality gate and highlight "
+            "protection",
             training_data="DPED iPhone -> Canon (full DPED via PPCN's release) + 198 DPED training patches",
             licence="code MIT; weights derived from PPCN (Zheng222/PPCN, no licence file) and DPED data: "
             "non-commercial research use",
@@ -55,8 +56,12 @@ MODELS: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             name="fast",
-            architecture="guided",
-            args={"base": "ppcn-teacher", "context_size": 384, "radius": 4},
+            architecture="matched",
+            args={
+                "base": "guided",
+                "base_args": {"base": "ppcn-teacher", "context_size": 384, "radius": 4},
+                "highlight_knee": 0.8,
+            },
             weights="fast",
             description="default's recipe, its network on a <=384 px thumbnail + guided filter",
             training_data="DPED iPhone -> Canon (full DPED via PPCN's release) + 198 DPED training patches",

@@ -14,6 +14,7 @@ from dslrify.models.base import ContextInstanceNorm, EnhancementModel, ModelSpec
 from dslrify.models.discriminator import PatchDiscriminator
 from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator
 from dslrify.models.guided import GuidedEnhancer
+from dslrify.models.matched import MatchedEnhancer
 from dslrify.models.ppcn import PPCNStudent, PPCNTeacher
 from dslrify.models.unet import ResidualUNet
 from dslrify.models.xia2018 import Xia2018Generator
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "patchgan": PatchDiscriminator,
     "guided": GuidedEnhancer,
     "xia2018": Xia2018Generator,
+    "matched": MatchedEnhancer,
 }
 
 

@@ -24,6 +24,7 @@ class ModelConfig:
     architecture: str = "unet"
     args: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # a model name or checkpoint folder to start from (fine-tuning)
+    freeze: str | None = None  # parameters whose name starts with this stay fixed ("net.": a wrapper's base)
     # How the Enhancer treats the photo's edges with this model (saved in config.json): "reflect" pads
     # by the receptive field with the mirrored photo, so the edges get the centre's treatment (no frame).
     borders: Literal["zero", "reflect"] = "reflect"
@@ -48,6 +49,13 @@ class DataConfig:
     unpaired_root: str | None = None  # phone photos without targets, labelled by the teacher
     unpaired_share: float = 0.5  # share of every batch drawn from unpaired_root
     teacher_on_pairs: float = 0.0  # blend the teacher's output into the real targets (0 = real target only)
+    # Direction: patches already at DSLR quality (the training split's DSLR targets, plus crops of the
+    # clean photos in clean_root) map to themselves, and synthetic phone-like degradations of them map
+    # back to them. Shares of every batch; the real pairs fill the rest.
+    identity_share: float = 0.0
+    degraded_share: float = 0.0
+    clean_root: str | None = None  # clean photos not used for evaluation, cut into patches
+    clean_patches_per_photo: int = 64
 
 
 @dataclass
@@ -244,6 +252,8 @@ def validate(config: TrainConfig) -> None:
         )
     if not 0.0 <= d.unpaired_share <= 1.0 or not 0.0 <= d.teacher_on_pairs <= 1.0:
         raise DslrifyError("data.unpaired_share and data.teacher_on_pairs must be in [0, 1]")
+    if not 0.0 <= d.identity_share < 1.0 or not 0.0 <= d.degraded_share < 1.0:
+        raise DslrifyError("data.identity_share and data.degraded_share must be in [0, 1)")
     if not 0.0 <= r.ema < 1.0:
         raise DslrifyError(f"run.ema must be in [0, 1), got {r.ema}")
     if config.loss.perceptual < 0 or config.loss.adversarial < 0:

@@ -58,12 +58,14 @@ def run_cv(
                 "ssim": result.best.get("val_ssim"),
                 "final_psnr": trainer.last_val.get("val_psnr"),
                 "final_ssim": trainer.last_val.get("val_ssim"),
+                "final_identity_psnr": trainer.last_val.get("val_identity_psnr"),
+                "final_identity_ssim": trainer.last_val.get("val_identity_ssim"),
                 "n_val": len(trainer.val_set) if trainer.val_set is not None else 0,
                 "run_dir": str(result.run_dir),
             }
         )
     summary: dict[str, Any] = {"config": base.to_dict(), "folds": rows}
-    for key in ("psnr", "ssim", "final_psnr", "final_ssim"):
+    for key in ("psnr", "ssim", "final_psnr", "final_ssim", "final_identity_psnr", "final_identity_ssim"):
         vals = [float(r[key]) for r in rows if r[key] is not None]
         summary[key] = {
             "mean": statistics.fmean(vals),

@@ -37,7 +37,10 @@ def _generator(seed: int, step: int, slot: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
 
 
-Key = tuple[int, int, int, int]  # (step, slot, source: 0 = pairs / 1 = unpaired photos, index)
+# (step, slot, source, index). Sources: 0 = pairs, 1 = unpaired photos (labelled by a teacher), 2 = clean
+# patches as identity pairs, 3 = synthetic degradations of clean patches -> the clean patch.
+Key = tuple[int, int, int, int]
+PAIRS, UNPAIRED, IDENTITY, DEGRADED = 0, 1, 2, 3
 
 
 def _epoch_draw(n: int, k: int, seed: int) -> int:
@@ -50,7 +53,9 @@ class StepBatchSampler(Sampler[list[Key]]):
     """Yields, for steps ``start..stop-1``, this rank's share of the global batch as (step, slot, source, i).
 
     The first ``round(batch * unpaired_share)`` slots of every step come from the unpaired photos (when
-    there are any), the rest from the pairs; each source is drawn epoch by epoch from a seeded permutation.
+    there are any), the next ``round(batch * identity_share)`` and ``round(batch * degraded_share)`` from
+    the clean patches (as identity pairs, then degraded; when there are any), the rest from the pairs;
+    each source is drawn epoch by epoch from its own seeded permutation.
     """
 
     def __init__(
@@ -64,19 +69,36 @@ class StepBatchSampler(Sampler[list[Key]]):
         world: int = 1,
         n_unpaired: int = 0,
         unpaired_share: float = 0.0,
+        n_clean: int = 0,
+        identity_share: float = 0.0,
+        degraded_share: float = 0.0,
     ) -> None:
         if batch_size % world:
             raise DataError(f"run.batch_size {batch_size} is not divisible by the {world} processes")
         self.n, self.batch, self.seed = n_pairs, batch_size, seed
         self.start, self.stop, self.rank, self.world = start, stop, rank, world
-        self.n_unpaired = n_unpaired
+        self.n_unpaired, self.n_clean = n_unpaired, n_clean
         self.k_unpaired = round(batch_size * unpaired_share) if n_unpaired else 0
+        self.k_identity = round(batch_size * identity_share) if n_clean else 0
+        self.k_degraded = round(batch_size * degraded_share) if n_clean else 0
+        if self.k_unpaired + self.k_identity + self.k_degraded >= batch_size:
+            raise DataError(
+                f"a batch of {batch_size} leaves no slot for the real pairs",
+                "lower data.unpaired_share, data.identity_share or data.degraded_share",
+            )
 
     def key(self, step: int, slot: int) -> Key:
-        if slot < self.k_unpaired:
-            return step, slot, 1, _epoch_draw(self.n_unpaired, step * self.k_unpaired + slot, self.seed + 1)
-        k_pairs = self.batch - self.k_unpaired
-        return step, slot, 0, _epoch_draw(self.n, step * k_pairs + slot - self.k_unpaired, self.seed)
+        start = 0
+        for source, k, n in (
+            (UNPAIRED, self.k_unpaired, self.n_unpaired),
+            (IDENTITY, self.k_identity, self.n_clean),
+            (DEGRADED, self.k_degraded, self.n_clean),
+        ):
+            if slot < start + k:
+                return step, slot, source, _epoch_draw(n, step * k + slot - start, self.seed + source)
+            start += k
+        k_pairs = self.batch - start
+        return step, slot, PAIRS, _epoch_draw(self.n, step * k_pairs + slot - start, self.seed)
 
     def __iter__(self) -> Iterator[list[Key]]:
         for step in range(self.start, self.stop):
@@ -87,11 +109,13 @@ class StepBatchSampler(Sampler[list[Key]]):
 
 
 class TrainPatches(Dataset):
-    """``dataset[(step, slot, source, i)]`` -> augmented ``(input, target, labelled)``, (3, P, P) in [0, 1].
+    """``dataset[(step, slot, source, i)]`` -> augmented ``(input, target, source)``, (3, P, P) in [0, 1].
 
     Source 0 is pair ``indices[i]`` of ``pairs``; source 1 is photo ``i`` of ``unpaired`` (a dataset of
-    ``(photo, photo)``), whose target a teacher model provides in the training loop: ``labelled`` is
-    False for those and the target is a copy of the input until then.
+    ``(photo, photo)``), whose target a teacher model provides in the training loop (the target is a copy
+    of the input until then); source 2 is clean patch ``i`` of ``clean`` as its own target (identity);
+    source 3 is a synthetic phone-like degradation (``data.synthetic.degrade``, after the crop) of clean
+    patch ``i``, with the clean patch as target.
 
     Augmentations, identical for input and target: a random crop of ``patch`` pixels, a random flip and
     90-degree rotation (``flips``), and a mild exposure/white-balance change (``jitter``: gains drawn in
@@ -107,18 +131,22 @@ class TrainPatches(Dataset):
         flips: bool = True,
         jitter: float = 0.0,
         unpaired: Dataset | None = None,
+        clean: Dataset | None = None,
     ) -> None:
         self.pairs, self.indices, self.patch, self.seed = pairs, indices, patch, seed
-        self.flips, self.jitter, self.unpaired = flips, jitter, unpaired
+        self.flips, self.jitter, self.unpaired, self.clean = flips, jitter, unpaired, clean
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, int]:
         step, slot, source, k = key
-        if source == 1:
+        if source == UNPAIRED:
             assert self.unpaired is not None
             x, y = self.unpaired[k]
+        elif source in (IDENTITY, DEGRADED):
+            assert self.clean is not None
+            x, y = self.clean[k]
         else:
             x, y = self.pairs[self.indices[k]]
         g = _generator(self.seed, step, slot)
@@ -127,6 +155,10 @@ class TrainPatches(Dataset):
         top = int(torch.randint(h - p + 1, (1,), generator=g))
         left = int(torch.randint(w - p + 1, (1,), generator=g))
         x, y = x[:, top : top + p, left : left + p], y[:, top : top + p, left : left + p]
+        if source == DEGRADED:
+            from dslrify.data.synthetic import degrade  # OpenCV and kornia: only when asked for
+
+            x = degrade(y, g)
         if self.flips:
             turns = int(torch.randint(4, (1,), generator=g))
             if torch.rand(1, generator=g) < 0.5:
@@ -137,4 +169,4 @@ class TrainPatches(Dataset):
             balance = 1 + 0.5 * self.jitter * (2 * torch.rand(3, 1, 1, generator=g) - 1)
             gain = exposure * balance
             x, y = (x * gain).clamp(0, 1), (y * gain).clamp(0, 1)
-        return x.contiguous(), y.contiguous(), source == 0
+        return x.contiguous(), y.contiguous(), source

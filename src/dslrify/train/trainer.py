@@ -33,7 +33,7 @@ from dslrify.models import EnhancementModel, build_model
 from dslrify.train import distributed
 from dslrify.train.config import TrainConfig, load_config
 from dslrify.train.objective import Objective
-from dslrify.train.sampling import StepBatchSampler, TrainPatches, split_indices
+from dslrify.train.sampling import PAIRS, UNPAIRED, StepBatchSampler, TrainPatches, split_indices
 from dslrify.train.state import find_resumable, load_state, replace_dir, rng_state, save_state, set_rng_state
 from dslrify.zoo import resolve_model
 
@@ -117,8 +117,22 @@ class Trainer:
 
             unpaired = PhotoFolder(d.unpaired_root)
             described += f"; {len(unpaired)} unpaired photos ({d.unpaired_share:.0%} of each batch)"
-        self.train_pairs = TrainPatches(pairs, train_idx, d.patch_size, r.seed, d.flips, d.jitter, unpaired)
+        clean = None
+        if d.identity_share > 0 or d.degraded_share > 0:
+            from dslrify.data.clean import CleanPatches
+
+            # The DSLR targets of the training split only: a held-out fold's are never seen.
+            dslr = [] if d.synthetic_root else train_idx
+            clean = CleanPatches(pairs, dslr, d.clean_root, d.patch_size, d.clean_patches_per_photo, r.seed)
+            described += (
+                f"; {clean.describe()} ({d.identity_share:.0%} of each batch as themselves, "
+                f"{d.degraded_share:.0%} degraded)"
+            )
+        self.train_pairs = TrainPatches(
+            pairs, train_idx, d.patch_size, r.seed, d.flips, d.jitter, unpaired, clean
+        )
         self.n_unpaired = len(unpaired) if unpaired is not None else 0
+        self.n_clean = len(clean) if clean is not None else 0
         self.licence = "; ".join(terms)
         self.data_description = f"{described}; {len(self.val_set) if self.val_set else 0} validation pairs"
 
@@ -142,6 +156,10 @@ class Trainer:
             model, self.model_args = build_model(m.architecture, m.args), dict(m.args)
         if not isinstance(model, EnhancementModel):
             raise DslrifyError(f"{m.architecture!r} is not an enhancement model (a discriminator?)")
+        if m.freeze:
+            frozen = [p.requires_grad_(False) for n, p in model.named_parameters() if n.startswith(m.freeze)]
+            if not frozen:
+                raise DslrifyError(f"model.freeze {m.freeze!r} matches no parameter of {m.architecture!r}")
         self.model = model.to(self.device).train()
         self.ema = None
         if self.cfg.run.ema > 0:
@@ -156,9 +174,8 @@ class Trainer:
 
     def _setup_optim(self) -> None:
         o, s, r = self.cfg.optim, self.cfg.schedule, self.cfg.run
-        self.opt = torch.optim.Adam(
-            self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
-        )
+        trained = [p for p in self.model.parameters() if p.requires_grad]  # model.freeze keeps the rest
+        self.opt = torch.optim.Adam(trained, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
         def factor(step: int) -> float:
             if step < s.warmup_steps:
@@ -198,16 +215,19 @@ class Trainer:
             self.dist.world,
             self.n_unpaired,
             self.cfg.data.unpaired_share,
+            self.n_clean,
+            self.cfg.data.identity_share,
+            self.cfg.data.degraded_share,
         )
         loader = DataLoader(self.train_pairs, batch_sampler=sampler, num_workers=self.cfg.data.workers)
         logger = _Logs(self.run_dir, enabled=main)
         self.emit("start", run_dir=self.run_dir, start=self.step, total=stop, data=self.data_description)
         amp = r.amp and self.device.type == "cuda"
         tick = time.perf_counter()
-        for x, y, labelled in loader:
+        for x, y, source in loader:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.teacher is not None:
-                y = self._teach(x, y, labelled.to(self.device))
+                y = self._teach(x, y, source.to(self.device))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 out = self.net(x)
             # Losses in float32: SSIM's variances cancel catastrophically in bf16 (NaN at step 2).
@@ -257,12 +277,16 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, self.best_step, self.best_metrics)
 
     @torch.no_grad()
-    def _teach(self, x: torch.Tensor, y: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
-        """Targets with the teacher's output: for unpaired photos alone, blended into real targets."""
+    def _teach(self, x: torch.Tensor, y: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """Targets with the teacher's output: for unpaired photos alone, blended into real targets; the
+        clean patches' own targets (identity, degraded) are kept."""
         assert self.teacher is not None
         taught = self.teacher(x).float().clamp(0, 1)
         a = self.cfg.data.teacher_on_pairs
-        return torch.where(labelled.view(-1, 1, 1, 1), (1 - a) * y + a * taught, taught)
+        source = source.view(-1, 1, 1, 1)
+        return torch.where(
+            source == PAIRS, (1 - a) * y + a * taught, torch.where(source == UNPAIRED, taught, y)
+        )
 
     def eval_model(self) -> torch.nn.Module:
         """The weights that validation and ``best`` use: the EMA when enabled."""
@@ -275,13 +299,18 @@ class Trainer:
             return {}
         model = self.eval_model()
         model.eval()
-        psnr, ssim = [], []
+        scores: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("psnr", "ssim", "identity_psnr", "identity_ssim")
+        }
         for x, y in DataLoader(self.val_set, batch_size=16):
-            out = metrics.quantize_8bit(model(x.to(self.device)).float())
-            psnr.append(metrics.psnr(out, y.to(self.device)).cpu())
-            ssim.append(metrics.ssim(out, y.to(self.device)).cpu())
+            x, y = x.to(self.device), y.to(self.device)
+            # Phone -> DSLR, and DSLR -> DSLR: the held-out DSLR patches should come out as they went in.
+            for prefix, inp in (("", x), ("identity_", y)):
+                out = metrics.quantize_8bit(model(inp).float())
+                scores[f"{prefix}psnr"].append(metrics.psnr(out, y).cpu())
+                scores[f"{prefix}ssim"].append(metrics.ssim(out, y).cpu())
         self.model.train()
-        result = {"val_psnr": float(torch.cat(psnr).mean()), "val_ssim": float(torch.cat(ssim).mean())}
+        result = {f"val_{k}": float(torch.cat(v).mean()) for k, v in scores.items()}
         self.last_val = result
         if result["val_psnr"] > self.best_psnr:
             self.best_psnr, self.best_step, self.best_metrics = result["val_psnr"], self.step, result

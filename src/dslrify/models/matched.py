@@ -1,0 +1,214 @@
+"""Quality matching: move a photo only as far as it is from DSLR quality.
+
+``MatchedEnhancer`` wraps any enhancement network ``f`` of the model table (the ``base``) and returns
+
+    y = x + s * (f(x) - x),   s = gate(x) in [0, 1] per image,
+
+where the gate is a small network that looks at the whole photo and estimates how far it is from DSLR
+quality: 0 for a photo that is already there (the output is the input), 1 for a phone photo like the
+ones ``f`` was trained on (the output is ``f``'s). This is what "matching" a photo to DSLR quality asks
+for, and what a fixed network cannot do: it applies one look to every photo.
+
+**What the gate sees.** The cues that tell a phone photo from a DSLR one are noise, blur and JPEG
+blocking at the pixel level, which a thumbnail hides. So the gate's features are taken at full
+resolution: two 3x3 convolutions (replicate padding) produce ``FEATURES`` maps; together with the RGB
+input they are summarised over the *whole photo* by their per-channel mean and (log) variance, and a
+small MLP turns those ``2 * (3 + FEATURES)`` numbers into ``s``. Global colour statistics are part of
+it (the RGB means and variances).
+
+**Whole-photo statistics, exactly, when tiling.** Means and variances over the photo are exactly what
+the ``"moments"`` context measures tile by tile. So with a base that already uses it (PPCN's networks,
+instance norm) the gate's statistic is simply the first one of the wrapper's ``MomentsPass``, and the
+Enhancer measures it over tile cores like the base's own. With any other base (``guided``: a thumbnail
+context) the wrapper's context is ``"thumbnail"``-kind: ``compute_context`` measures the gate's
+statistic on the whole photo at full resolution, band by band (bounded memory), and adds the base's own
+context.
+
+**Highlight protection** (``highlight_knee``, optional): where the output is brighter than the input,
+the brightening is rolled off softly above the knee (never below the input), so a highlight with detail
+in the input is not pushed into flat white. ``f``'s output is clamped to [0, 1] first, so with a knee
+of 0.8 no pixel is brightened past 0.953 unless the input was already there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dslrify.models.base import EnhancementModel, ModelSpec, Moments, MomentsModel, MomentsPass
+
+FEATURES = 8  # learned full-resolution feature maps of the gate
+GATE_FIELD = 2  # the gate's receptive field: two 3x3 convolutions
+BAND_PIXELS = 1 << 20  # rows per band when measuring the gate on a large photo outside autograd
+LOG_VAR_FLOOR = 1e-6  # log(var + floor): flat inputs give finite features
+
+
+class MatchedContext(NamedTuple):
+    """Context of a ``"thumbnail"``-kind matched model: the gate's statistic and the base's context."""
+
+    gate: Moments
+    base: Any
+
+
+class QualityGate(nn.Module):
+    """Whole-photo features -> strength ``s`` in (0, 1) per image.
+
+    ``features(x)``: (N, 3, H, W) -> (N, 3 + FEATURES, H, W), local (receptive field ``GATE_FIELD``);
+    ``strength((mean, var))``: per-channel statistics of those features over the photo -> (N, 1, 1, 1).
+    """
+
+    def __init__(self, hidden: int = 16, start: float = 3.0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, FEATURES, 3, padding=1, padding_mode="replicate")
+        self.conv2 = nn.Conv2d(FEATURES, FEATURES, 3, padding=1, padding_mode="replicate")
+        self.fc1 = nn.Linear(2 * (3 + FEATURES), hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+        with torch.no_grad():  # start near s = 1 (sigmoid(start)): the base's output, as it was trained
+            self.fc2.weight.mul_(0.1)
+            self.fc2.bias.fill_(start)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.conv1(x - 0.5), 0.1)
+        h = F.leaky_relu(self.conv2(h), 0.1)
+        return torch.cat([x, h], 1)
+
+    def strength(self, stats: Moments) -> torch.Tensor:
+        mean, var = stats
+        z = torch.cat([mean.flatten(1), torch.log(var.flatten(1) + LOG_VAR_FLOOR)], 1)
+        return torch.sigmoid(self.fc2(F.leaky_relu(self.fc1(z), 0.1))).view(-1, 1, 1, 1)
+
+
+class MatchedEnhancer(MomentsModel):
+    """``x + s * (base(x) - x)`` with ``s`` a learned whole-photo quality estimate (see the module doc).
+
+    ``x`` (N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]. ``base``/``base_args``: any enhancement
+    architecture of the model table; start from its trained checkpoint with ``model.init`` (and train
+    only the gate with ``model.freeze: [net.]``). ``highlight_knee``: None (off) or the level in (0, 1)
+    above which brightening is rolled off.
+    """
+
+    def __init__(
+        self,
+        base: str = "ppcn-teacher",
+        base_args: dict[str, Any] | None = None,
+        highlight_knee: float | None = None,
+        hidden: int = 16,
+    ) -> None:
+        super().__init__()
+        from dslrify.models import build_model  # the table imports this module
+
+        self.base, self.base_args = base, dict(base_args or {})
+        net = build_model(base, self.base_args)
+        if not isinstance(net, EnhancementModel) or isinstance(net, MatchedEnhancer):
+            raise ValueError(f"base {base!r} must be an enhancement network (not a matched one)")
+        if highlight_knee is not None and not 0.0 < highlight_knee < 1.0:
+            raise ValueError(f"highlight_knee must be in (0, 1) or None, got {highlight_knee}")
+        self.net, self.knee = net, highlight_knee
+        self.gate = QualityGate(hidden)
+        b = net.spec
+        # Moments base: the gate's statistic is one more moment, measured over tile cores like the base's,
+        # so tiles need the gate's receptive field as halo too. Otherwise the gate is measured whole in
+        # compute_context and the base's own spec decides tiling.
+        self.moments = b.context == "moments"
+        self.spec = ModelSpec(
+            receptive_field=max(b.receptive_field, GATE_FIELD) if self.moments else b.receptive_field,
+            size_multiple=b.size_multiple,
+            bytes_per_pixel=b.bytes_per_pixel + 4 * 3 * (3 + FEATURES),
+            context="moments" if self.moments else "thumbnail",
+            needs_origin=b.needs_origin,
+            tileable=b.tileable,
+        )
+
+    def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
+        """Start from a trained checkpoint of the base architecture (``model.init`` in a config)."""
+        if config.get("architecture") != self.base or config.get("args", {}) != self.base_args:
+            return False
+        self.net.load_state_dict(model.state_dict())
+        return True
+
+    # -- the two halves ---------------------------------------------------------------------------
+    def mix(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``x + s (y - x)`` with ``y`` the base's output in [0, 1], then highlight protection."""
+        out = torch.lerp(x, y, s)  # exactly x at s = 0 and exactly y at s = 1
+        if self.knee is None:
+            return out
+        k = self.knee
+        rolled = torch.where(out > k, k + (1 - k) * torch.tanh((out - k) / (1 - k)), out)
+        return torch.maximum(rolled, torch.minimum(x, out))  # only brightening is rolled off
+
+    def gate_moments(self, x: torch.Tensor) -> Moments:
+        """Per-channel (mean, biased var) of the gate's features over the whole photo ``x`` (N, 3, H, W).
+
+        In bands of rows (with the gate's halo, cut off again) when nothing needs gradients: the same
+        numbers as one pass, in bounded memory.
+        """
+        n, _, h, w = x.shape
+        training = torch.is_grad_enabled() and any(p.requires_grad for p in self.gate.parameters())
+        if training or h * w <= BAND_PIXELS:
+            var, mean = torch.var_mean(self.gate.features(x), dim=(2, 3), keepdim=True, correction=0)
+            return mean, var
+        rows = max(1, BAND_PIXELS // w)
+        total = torch.zeros(n, 3 + FEATURES, dtype=torch.float64, device=x.device)
+        square = torch.zeros_like(total)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            a0, a1 = max(0, r0 - GATE_FIELD), min(h, r1 + GATE_FIELD)
+            core = self.gate.features(x[:, :, a0:a1])[:, :, r0 - a0 : r1 - a0].double()
+            total += core.sum(dim=(2, 3))
+            square += core.square().sum(dim=(2, 3))
+        mean = total / (h * w)
+        var = (square / (h * w) - mean.square()).clamp_min(0)
+        return mean.float()[..., None, None], var.float()[..., None, None]
+
+    # -- moments base (PPCN): the gate's statistic first, then the base's --------------------------
+    def network(self, x: torch.Tensor, stats: MomentsPass) -> torch.Tensor:
+        assert isinstance(self.net, MomentsModel)
+        s = self.gate.strength(stats(self.gate.features(x)))
+        return self.mix(x, self.net.network(x, stats).clamp(0, 1), s)
+
+    # -- any other base: a thumbnail-kind context -------------------------------------------------
+    def compute_context(self, x: torch.Tensor) -> Any:
+        """(N, 3, H, W) whole photo -> its ``MomentsContext`` (moments base) or ``MatchedContext``."""
+        if self.moments:
+            return super().compute_context(x)
+        return MatchedContext(self.gate_moments(x), self.net.compute_context(x))
+
+    def enhance(self, x: torch.Tensor, context: Any, origin: tuple[int, int] | None) -> torch.Tensor:
+        if self.moments:
+            return super().enhance(x, context, origin)
+        if context is None:
+            context = MatchedContext(self.gate_moments(x), None)
+        if not isinstance(context, MatchedContext):
+            raise TypeError(f"MatchedEnhancer takes a MatchedContext, got {type(context).__name__}")
+        y = self.net(x, context.base, origin)  # clamped to [0, 1]
+        return self.mix(x, y, self.gate.strength(context.gate))
+
+    def strength(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate's ``s`` (N,) for whole photos ``x`` (N, 3, H, W): 0 = already DSLR quality."""
+        return self.gate.strength(self.gate_moments(x)).flatten()
+
+    def export_module(self) -> nn.Module:
+        return super().export_module() if self.moments else _MatchedForExport(self)
+
+
+class _MatchedForExport(nn.Module):
+    """A thumbnail-kind matched model as one traceable graph: the gate over the whole input, and the
+    base's own export module (which sizes its thumbnail from the input)."""
+
+    def __init__(self, model: MatchedEnhancer) -> None:
+        super().__init__()
+        self.model, self.base = model, model.net.export_module()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+        f = self.model.gate.features(x)
+        mean = f.mean(dim=(2, 3), keepdim=True)
+        var = (f - mean).square().mean(dim=(2, 3), keepdim=True)  # two passes, as var_mean (no cancellation)
+        s = self.model.gate.strength((mean, var))
+        return self.model.mix(x, self.base(x), s).clamp(0, 1)
+
+
+__all__ = ["MatchedContext", "MatchedEnhancer", "QualityGate"]
