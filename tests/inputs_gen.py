@@ -402,14 +402,16 @@ def _png_without_plte() -> bytes:
     return data[:at] + data[at + 12 + struct.unpack(">I", data[at : at + 4])[0] :]
 
 
-def _claim_jpeg(w: int, h: int) -> bytes:
+def claim_jpeg(w: int, h: int) -> bytes:
+    """A tiny JPEG whose frame header (SOF0) claims ``w`` x ``h`` (its data are for a small pattern)."""
     data = bytearray(pil_bytes(Image.fromarray(pattern()), "JPEG", quality=50))
     sof = data.index(b"\xff\xc0")
     struct.pack_into(">HH", data, sof + 5, h, w)
     return bytes(data)
 
 
-def _claim_png(w: int, h: int, depth: int = 8, color: int = 2) -> bytes:
+def claim_png(w: int, h: int, depth: int = 8, color: int = 2) -> bytes:
+    """A PNG whose header claims ``w`` x ``h`` (``depth`` bits, colour type ``color``), one short IDAT."""
     ihdr = struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
@@ -439,13 +441,13 @@ def _claim_webp(w: int, h: int) -> bytes:
 
 
 for _side in (7000, 10000):
-    add(f"jpeg-claims-{_side}", writer("claim.jpg", lambda s=_side: _claim_jpeg(s, s)), INVALID)
-    add(f"png-claims-{_side}", writer("claim.png", lambda s=_side: _claim_png(s, s)), INVALID)
-    add(f"png-1bit-claims-{_side}", writer("claim.png", lambda s=_side: _claim_png(s, s, 1, 0)), INVALID)
+    add(f"jpeg-claims-{_side}", writer("claim.jpg", lambda s=_side: claim_jpeg(s, s)), INVALID)
+    add(f"png-claims-{_side}", writer("claim.png", lambda s=_side: claim_png(s, s)), INVALID)
+    add(f"png-1bit-claims-{_side}", writer("claim.png", lambda s=_side: claim_png(s, s, 1, 0)), INVALID)
     add(f"tiff-claims-{_side}", writer("claim.tif", lambda s=_side: _claim_tiff(s, s)), INVALID)
     add(f"webp-claims-{_side}", writer("claim.webp", lambda s=_side: _claim_webp(s, s)), INVALID)
-add("png-claims-30000-bomb", writer("bomb.png", lambda: _claim_png(30000, 30000)), INVALID)
-add("png-claims-zero-width", writer("zero.png", lambda: _claim_png(0, 16)), INVALID)
+add("png-claims-30000-bomb", writer("bomb.png", lambda: claim_png(30000, 30000)), INVALID)
+add("png-claims-zero-width", writer("zero.png", lambda: claim_png(0, 16)), INVALID)
 add("png-palette-without-plte", writer("noplte.png", _png_without_plte), INVALID)
 
 for _name, _file, _bytes in [

@@ -33,7 +33,7 @@ from dslrify.photo import (
     write_image,
     write_photo,
 )
-from inputs_gen import pattern
+from inputs_gen import claim_jpeg, claim_png, pattern
 
 XMP = (
     b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
@@ -417,19 +417,9 @@ def test_too_many_pixels_refused_before_decoding(tmp_path, monkeypatch):
     assert err.value.advice == "raise --max-pixels if you trust this file"
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
-
-
 def test_decompression_bomb_header_gets_our_limit_message(tmp_path):
     path = tmp_path / "bomb.png"
-    path.write_bytes(png_header_only(30000, 30000))  # Pillow alone would raise DecompressionBombError
+    path.write_bytes(claim_png(30000, 30000))  # Pillow alone would raise DecompressionBombError
     with pytest.raises(
         PhotoError,
         match=rf"30000 x 30000 = 900,000,000 pixels, more than the limit of {DEFAULT_MAX_PIXELS:,}",
@@ -557,7 +547,7 @@ def test_inspect_photo_refuses_what_read_photo_refuses(tmp_path, kind):
 
 
 def test_inspect_photo_applies_the_pixel_limit(tmp_path):
-    (tmp_path / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    (tmp_path / "bomb.png").write_bytes(claim_png(30000, 30000))
     with pytest.raises(PhotoError, match="more than the limit of 1,000"):
         inspect_photo(tmp_path / "bomb.png", max_pixels=1000)
 
@@ -958,7 +948,7 @@ def test_capture_time_from_exif_header_of_any_format(tmp_path, monkeypatch):
         write_photo(tmp_path / name, photo)
     photo.bit_depth = 16
     write_photo(tmp_path / "e.png", photo)
-    (tmp_path / "none.png").write_bytes(png_header_only(4, 4))
+    (tmp_path / "none.png").write_bytes(claim_png(4, 4))
     jpeg_with_damaged_exif(tmp_path / "damaged.jpg", "header")
 
     def no_decoding(*args, **kwargs):
@@ -1025,20 +1015,10 @@ def test_truncated_file_refused_as_such_unless_allowed(tmp_path):
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # restored
 
 
-def jpeg_claiming(path: Path, width: int, height: int) -> Path:
-    """A tiny JPEG whose frame header (SOF0) claims ``width`` x ``height``."""
-    buf = io.BytesIO()
-    Image.fromarray(noise(16, 16)).save(buf, format="JPEG", quality=50)
-    data = bytearray(buf.getvalue())
-    sof = data.index(b"\xff\xc0")
-    struct.pack_into(">HH", data, sof + 5, height, width)
-    path.write_bytes(bytes(data))
-    return path
-
-
 @pytest.mark.parametrize("side", [7000, 10000])
 def test_tiny_file_claiming_a_huge_size_refused_before_decoding(tmp_path, monkeypatch, side):
-    src = jpeg_claiming(tmp_path / "claim.jpg", side, side)
+    src = tmp_path / "claim.jpg"
+    src.write_bytes(claim_jpeg(side, side))
     assert src.stat().st_size < 2000
 
     def no_decoding(*args, **kwargs):
@@ -1051,7 +1031,8 @@ def test_tiny_file_claiming_a_huge_size_refused_before_decoding(tmp_path, monkey
 
 
 def test_implausible_claim_decoded_when_truncation_allowed(tmp_path):
-    src = jpeg_claiming(tmp_path / "claim.jpg", 3000, 2000)  # 6 MP in ~1 kB
+    src = tmp_path / "claim.jpg"
+    src.write_bytes(claim_jpeg(3000, 2000))  # 6 MP in ~1 kB
     with pytest.raises(PhotoError, match="truncated or forged"):
         read_photo(src)
     photo = read_photo(src, allow_truncated=True)

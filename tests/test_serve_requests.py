@@ -13,10 +13,8 @@ import io
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from dslrify.errors import DslrifyError
 from dslrify.serve import bind_socket
 from dslrify.serve.security import allowed_hosts
 from dslrify.serve.state import FOLDER_PREFIX, work_cost
+from inputs_gen import claim_jpeg, claim_png
 from serve_support import (
     BASE,
     assert_error,
@@ -40,31 +39,6 @@ from serve_support import (
 )
 
 BOUNDARY = "dslrifyboundary"
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` (1-bit gray) with one tiny, short IDAT."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A 1-2 kB JPEG whose frame header claims ``width`` x ``height`` (the data are for 16 x 16)."""
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (120, 80, 40)).save(buf, "JPEG")
-    data = bytearray(buf.getvalue())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 def corrupt_tiff16() -> bytes:
@@ -104,9 +78,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 @pytest.mark.parametrize(
     ("name", "data"),
     [
-        ("bomb.png", png_header(20_000, 20_000)),  # over Pillow's own bomb limit (179 MP)
-        ("big.png", png_header(10_000, 10_000)),  # over the server's 50 MP
-        ("big.jpg", jpeg_claiming(10_000, 10_000)),
+        ("bomb.png", claim_png(20_000, 20_000, 1, 0)),  # over Pillow's own bomb limit (179 MP)
+        ("big.png", claim_png(10_000, 10_000, 1, 0)),  # over the server's 50 MP
+        ("big.jpg", claim_jpeg(10_000, 10_000)),
     ],
 )
 def test_photo_bombs_are_400_at_upload(client: TestClient, name: str, data: bytes) -> None:
@@ -211,7 +185,6 @@ def sparse_png(width: int, height: int) -> bytes:
     import io
 
     import numpy as np
-    from PIL import Image
 
     pixels = np.zeros((height, width), np.uint8)
     pixels[:6] = np.random.default_rng(0).integers(0, 256, (6, width), dtype=np.uint8)
@@ -283,7 +256,7 @@ def test_bad_requests_over_uvicorn_get_json_4xx(tmp_path: Path) -> None:
     cases = [
         ("POST", "/api/upload", multipart(FILE_HEADER + b"\r\nX-Long: " + b"a" * 100_000, b"x"), MULTIPART),
         ("POST", "/api/upload", b"garbage" * 1000, MULTIPART),
-        ("POST", "/api/upload?name=bomb.png", png_header(20_000, 20_000), {}),
+        ("POST", "/api/upload?name=bomb.png", claim_png(20_000, 20_000, 1, 0), {}),
         ("POST", "/api/upload", jpeg_with_metadata(), {"origin": "http://evil.example"}),
         ("GET", "/api/models", b"", {"host": "evil.example"}),
     ]
