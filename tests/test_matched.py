@@ -96,7 +96,68 @@ def test_gate_statistics_by_bands_equal_one_pass(monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("args", [{}, GUIDED])
+# -- the sampled gate (gate_grid) -------------------------------------------------------------------
+
+SAMPLED = {**GUIDED, "gate_grid": 16}
+
+
+@pytest.mark.parametrize("size", [(37, 53), (16, 90), (5, 7), (200, 17)])
+def test_sampled_features_equal_the_dense_features_at_the_sampled_pixels(size):
+    from dslrify.models.matched import gate_mosaic, sample_positions
+
+    gate = matched(**SAMPLED).gate
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        sampled = gate.sampled_features(*gate_mosaic(x, 16))
+        rows, cols = (sample_positions(torch.tensor(n), 16) for n in size)
+        dense = gate.features(x)[:, :, rows][:, :, :, cols]  # includes the replicate-padded edges
+    assert sampled.shape == (2, 3 + 8, min(size[0], 16), min(size[1], 16))
+    torch.testing.assert_close(sampled, dense, atol=1e-6, rtol=1e-5)
+
+
+def test_sample_positions_cover_every_strip_and_every_pixel_of_a_small_axis():
+    from dslrify.models.matched import sample_positions
+
+    assert sample_positions(torch.tensor(9), 16).tolist() == list(range(9))  # small: all of them
+    p = sample_positions(torch.tensor(4000), 256)
+    assert len(p) == 256 and bool((p[1:] > p[:-1]).all()) and int(p[0]) >= 0 and int(p[-1]) < 4000
+    strips = torch.arange(256) * 4000 // 256
+    assert bool(((p >= strips) & (p < torch.cat([strips[1:], torch.tensor([4000])]))).all())
+    # Not locked to the 8-pixel JPEG block grid: every offset within a block is sampled.
+    assert set((p % 8).tolist()) == set(range(8))
+
+
+def test_sampled_gate_measures_a_small_photo_whole_and_a_large_one_closely():
+    dense, sampled = matched(**GUIDED), matched(**SAMPLED)
+    with torch.no_grad():
+        small = torch.rand(1, 3, 16, 12)  # no side above the grid: the whole photo, as in training
+        torch.testing.assert_close(sampled.strength(small), dense.strength(small))
+        # A large photo of one texture: 256 samples estimate the statistics of its 10k pixels closely.
+        large = (torch.rand(1, 3, 1, 1) * 0.5 + 0.25 + 0.05 * torch.randn(1, 3, 100, 100)).clamp(0, 1)
+        assert float((sampled.strength(large) - dense.strength(large)).abs()) < 0.02
+        a, b = sampled.gate_moments(large), dense.gate_moments(large)
+        assert not torch.equal(a[0], b[0])  # it did sample
+
+
+def test_sampled_gate_context_from_native_pixels_equals_the_float_one():
+    model = matched(**SAMPLED)
+    pixels = torch.randint(0, 256, (1, 3, 70, 90), dtype=torch.uint8)
+    with torch.no_grad():
+        native = model.context_from_pixels(pixels, lambda t: t.float() / 255)
+        floats = model.compute_context(pixels.float() / 255)
+    for a, b in zip(native.gate, floats.gate, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(native.base.coef, floats.base.coef, atol=1e-5, rtol=1e-4)
+
+
+def test_gate_grid_is_refused_where_the_gate_is_a_moment_of_the_base():
+    with pytest.raises(ValueError, match="gate_grid"):
+        matched(gate_grid=64)
+    with pytest.raises(ValueError, match="positive"):
+        matched(**{**GUIDED, "gate_grid": 0})
+
+
+@pytest.mark.parametrize("args", [{}, GUIDED, SAMPLED])
 def test_onnx_export_matches_pytorch(tmp_path, args):
     pytest.importorskip("onnxruntime")
     from dslrify.export import export_onnx

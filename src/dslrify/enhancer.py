@@ -25,7 +25,6 @@ from dslrify.batch import check_output
 from dslrify.errors import DslrifyError, ModelError
 from dslrify.models import EnhancementModel
 from dslrify.models.base import Moments, MomentsContext, NormProbe
-from dslrify.models.resize import thumbnail_in_bands
 from dslrify.photo import (
     DEFAULT_MAX_PIXELS,
     Photo,
@@ -41,6 +40,10 @@ from dslrify.raw import WHITE_BALANCES
 from dslrify.zoo import resolve_model
 
 MIN_TILE = 64
+# Pointwise models (no receptive field, so tiles are exact whatever their size) run in pieces of about
+# 1 MP: conversion, model and quantisation of a piece stay in cache. On the 12 MP photo `fast` takes
+# 1.6x the CPU time run whole (benchmarks/speed.py).
+POINTWISE_TILE = 1024
 # enhance_files decodes the next photo while the model runs, except after a photo larger than this: a
 # 61 MP RAW's model run takes up to 2.2 GB and decoding another such RAW 0.9 GB more, so the next one is
 # decoded once the model is done (overlapping the encoding only). Peak RSS then stays under 2.5 GB.
@@ -226,8 +229,8 @@ class Enhancer:
             if spec.context == "moments" and tile is not None:
                 tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
                 return self._moments_by_tiles(x, pad, tiles)
-            if spec.context == "thumbnail" and spec.thumbnail and not pad:
-                return self.model.context_from_thumbnail(self._thumbnail(x), h, w)
+            if spec.context == "thumbnail" and not pad:
+                return self.model.context_from_pixels(x, self._to_float)
             return self.model.compute_context(self._crop(x, pad, 0, ph, 0, pw))
 
     def _enhance_one(
@@ -269,6 +272,8 @@ class Enhancer:
             return None
         if self.tile is not None:
             return self.tile if max(height, width) > self.tile else None
+        if spec.receptive_field == 0 and spec.context != "moments":
+            return POINTWISE_TILE if max(height, width) > POINTWISE_TILE else None
         if height * width <= self._pixel_budget(whole=True):
             return None
         side = int(math.sqrt(self._pixel_budget())) - 2 * spec.receptive_field
@@ -298,9 +303,9 @@ class Enhancer:
         tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
         if context is not None:
             pass  # given by the caller (a video frame's smoothed context)
-        elif spec.context == "thumbnail" and spec.thumbnail and not pad:
-            # The thumbnail band by band: the photo never exists whole in float (1.2 GB at 100 MP).
-            context = model.context_from_thumbnail(self._thumbnail(x), h, w)
+        elif spec.context == "thumbnail" and not pad:
+            # From the native pixels: a thumbnail is made band by band, a sample converts only itself.
+            context = model.context_from_pixels(x, self._to_float)
         elif spec.context == "thumbnail":
             context = model.compute_context(self._crop(x, pad, 0, ph, 0, pw))  # it shrinks it itself
         elif spec.context == "moments":
@@ -317,9 +322,9 @@ class Enhancer:
             out[core] = finish(y[:, :, y0 - t.cy0 : y1 - t.cy0, x0 - t.cx0 : x1 - t.cx0], x[core])
         return out
 
-    def _thumbnail(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's thumbnail of the photo ``x``, made band by band (``thumbnail_in_bands``)."""
-        return thumbnail_in_bands(x, self.model.spec.thumbnail, lambda band: unit_float(band.to(self.device)))
+    def _to_float(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Any part of a photo's native pixels -> float32 [0, 1] on the model's device."""
+        return unit_float(pixels.to(self.device))
 
     def _crop(self, x: torch.Tensor, pad: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         """Rows y0:y1, columns x0:x1 of the photo with a mirrored border of ``pad`` pixels (coordinates

@@ -61,6 +61,7 @@ MODELS: dict[str, ZooEntry] = {
                 "base": "guided",
                 "base_args": {"base": "ppcn-teacher", "context_size": 384, "radius": 4},
                 "highlight_knee": 0.8,
+                "gate_grid": 256,
             },
             weights="fast",
             description="default's recipe, its network on a <=384 px thumbnail + guided filter",

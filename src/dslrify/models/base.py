@@ -18,11 +18,14 @@ state set on layers, so one model serves many threads at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from dslrify.models.resize import thumbnail_in_bands
 
 ContextKind = Literal["none", "thumbnail", "moments"]
 Moments = tuple[torch.Tensor, torch.Tensor]  # (mean, var), each (N, C, 1, 1)
@@ -153,6 +156,17 @@ class EnhancementModel(nn.Module):
         """The context of a ``height`` x ``width`` photo from its thumbnail ``small`` (N, 3, h, w), the
         photo area-downsampled to a long side of ``spec.thumbnail``; only models that declare one."""
         raise NotImplementedError(f"{type(self).__name__} takes its context from the whole photo")
+
+    def context_from_pixels(self, x: torch.Tensor, convert: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+        """``compute_context(convert(x))`` for the whole photo given as native pixels ``x`` (N, 3, H, W),
+        uint8/uint16 or float, with ``convert`` turning any part of them into float [0, 1] on the model's
+        device. Models declaring ``spec.thumbnail`` make the thumbnail band by band (the photo never
+        exists whole in float: 1.2 GB at 100 MP); others may convert only what they need.
+        """
+        if self.spec.thumbnail:
+            small = thumbnail_in_bands(x, self.spec.thumbnail, convert)
+            return self.context_from_thumbnail(small, x.shape[-2], x.shape[-1])
+        return self.compute_context(convert(x))
 
     def export_module(self) -> nn.Module:
         """The module that ``dslrify export`` traces: ``(N, 3, H, W) -> (N, 3, H, W)``, whole image.

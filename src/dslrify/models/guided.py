@@ -196,13 +196,15 @@ class GuidedEnhancer(EnhancementModel):
         """
         n, _, h, w = x.shape
         hs, ws = ctx.coef.shape[-2:]
-        j0, j1, fx = _neighbours(cell_coords(ox, w, ctx.width, ws, x.device).to(x.dtype), ws)
-        cols = torch.lerp(ctx.coef[..., j0], ctx.coef[..., j1], fx)  # (N, 12, hs, w)
         i0, i1, fy = _neighbours(cell_coords(oy, h, ctx.height, hs, x.device).to(x.dtype), hs)
+        first, last = int(i0[0]), int(i1[-1])  # only the coefficient rows these photo rows lie between
+        coef = ctx.coef[:, :, first : last + 1]
+        j0, j1, fx = _neighbours(cell_coords(ox, w, ctx.width, ws, x.device).to(x.dtype), ws)
+        cols = torch.lerp(coef.index_select(3, j0), coef.index_select(3, j1), fx)  # (N, 12, rows, w)
         starts = [0, *((i0[1:] != i0[:-1]).nonzero().flatten() + 1).tolist(), h]
         out = torch.empty_like(x)
         for a, b in zip(starts[:-1], starts[1:], strict=True):
-            k0, k1 = int(i0[a]), int(i1[a])
+            k0, k1 = int(i0[a]) - first, int(i1[a]) - first
             band = x[:, :, a:b]
             y0 = apply_coefficients(band, cols[:, :, k0 : k0 + 1])
             y1 = apply_coefficients(band, cols[:, :, k1 : k1 + 1])
