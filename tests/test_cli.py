@@ -52,6 +52,32 @@ def test_version_and_models_table():
     assert "default" in run("models").output
 
 
+def test_models_table_shows_the_benchmarked_speed(tmp_path, monkeypatch):
+    import json
+
+    from dslrify import zoo
+
+    rows = [
+        {"row": "I/O floor (Pillow)", "seconds": 0.2, "peak_gb": 0.3, "how": ""},
+        {"row": "fast", "seconds": 0.5, "peak_gb": 0.9, "how": ""},
+        {"row": "ppcn-teacher", "seconds": 40.0, "peak_gb": 1.0, "how": ""},  # not a shipped model
+        {"row": "video 1080p, fast", "fps": 6.0, "floor_fps": 14.0},
+    ]
+    speed = tmp_path / "speed.json"
+    speed.write_text(json.dumps({"machine": "cpu, 2 threads", "photo_mp": 12.2, "rows": rows}))
+    monkeypatch.setattr(zoo, "SPEED_FILE", speed)
+    assert zoo.measured_speed() == {"fast": "0.50 s, 2.5x the I/O floor (cpu, 2 threads)"}
+    assert "2.5x the I/O" in run("models").output
+    monkeypatch.setattr(zoo, "SPEED_FILE", tmp_path / "missing.json")
+    assert zoo.measured_speed() == {}
+
+
+def test_the_shipped_speed_file_covers_every_shipped_model():
+    from dslrify import zoo
+
+    assert set(zoo.measured_speed()) == set(zoo.MODELS)
+
+
 def test_outputs_go_beside_inputs_with_suffix_and_same_format(photos, model_dir):
     result = run("enhance", str(photos / "a.jpg"), str(photos / "b.png"), "--model", str(model_dir))
     assert result.exit_code == 0, result.output

@@ -96,6 +96,17 @@ def test_gate_statistics_by_bands_equal_one_pass(monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_highlight_knee_in_place_gives_the_autograd_numbers_exactly():
+    model = matched(highlight_knee=0.8)
+    x, y = torch.rand(2, 3, 40, 50), torch.rand(2, 3, 40, 50)
+    s = torch.tensor([0.3, 1.0]).view(2, 1, 1, 1)
+    with torch.no_grad():
+        fast = model.mix(x, y, s)
+    slow = model.mix(x.clone().requires_grad_(True), y, s).detach()
+    assert torch.equal(fast, slow)
+    assert bool((fast > 0.8).any()) and bool((fast <= 0.8).any())  # both sides of the knee are checked
+
+
 # -- the sampled gate (gate_grid) -------------------------------------------------------------------
 
 SAMPLED = {**GUIDED, "gate_grid": 16}

@@ -7,6 +7,7 @@ folder's ``config.json`` must agree with it, so the table can never silently des
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from dslrify.errors import ModelError
 from dslrify.models import EnhancementModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+# The shipped models' speed, as `benchmarks/speed.py --save` measured it (one run, one machine).
+SPEED_FILE = WEIGHTS_DIR / "speed.json"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,21 @@ MODELS: dict[str, ZooEntry] = {
         ),
     ]
 }
+
+
+def measured_speed() -> dict[str, str]:
+    """Model name -> its 12 MP JPEG -> JPEG time from ``SPEED_FILE`` ("0.62 s, 3.1x the I/O floor
+    (cpu, 2 threads)"); models the file lacks are absent, and so is everything when it is missing."""
+    if not SPEED_FILE.is_file():
+        return {}
+    data = json.loads(SPEED_FILE.read_text())
+    rows = [r for r in data["rows"] if "seconds" in r]
+    floor = rows[0]["seconds"]
+    return {
+        r["row"]: f"{r['seconds']:.2f} s, {r['seconds'] / floor:.1f}x the I/O floor ({data['machine']})"
+        for r in rows[1:]
+        if r["row"] in MODELS
+    }
 
 
 def is_checkpoint_dir(path: str | os.PathLike) -> bool:

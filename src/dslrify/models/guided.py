@@ -198,9 +198,12 @@ class GuidedEnhancer(EnhancementModel):
         hs, ws = ctx.coef.shape[-2:]
         i0, i1, fy = _neighbours(cell_coords(oy, h, ctx.height, hs, x.device).to(x.dtype), hs)
         first, last = int(i0[0]), int(i1[-1])  # only the coefficient rows these photo rows lie between
-        coef = ctx.coef[:, :, first : last + 1]
         j0, j1, fx = _neighbours(cell_coords(ox, w, ctx.width, ws, x.device).to(x.dtype), ws)
-        cols = torch.lerp(coef.index_select(3, j0), coef.index_select(3, j1), fx)  # (N, 12, rows, w)
+        # Columns gathered as whole slices (columns first in memory): gathering single elements along the
+        # last axis is several times slower, and this is the costliest step on a video frame.
+        coef = ctx.coef[:, :, first : last + 1].permute(3, 0, 1, 2).contiguous()  # (ws, N, 12, rows)
+        cols = torch.lerp(coef.index_select(0, j0), coef.index_select(0, j1), fx.view(-1, 1, 1, 1))
+        cols = cols.permute(1, 2, 3, 0).contiguous()  # (N, 12, rows, w)
         starts = [0, *((i0[1:] != i0[:-1]).nonzero().flatten() + 1).tolist(), h]
         out = torch.empty_like(x)
         for a, b in zip(starts[:-1], starts[1:], strict=True):

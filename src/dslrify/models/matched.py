@@ -182,8 +182,15 @@ class MatchedEnhancer(MomentsModel):
         if self.knee is None:
             return out
         k = self.knee
-        rolled = torch.where(out > k, k + (1 - k) * torch.tanh((out - k) / (1 - k)), out)
-        return torch.maximum(rolled, torch.minimum(x, out))  # only brightening is rolled off
+        if torch.is_grad_enabled() and out.requires_grad:
+            rolled = torch.where(out > k, k + (1 - k) * torch.tanh((out - k) / (1 - k)), out)
+            return torch.maximum(rolled, torch.minimum(x, out))  # only brightening is rolled off
+        # The same numbers in place, outside autograd: the knee is a third of `fast`'s time per pixel.
+        # Above the knee: k + (1 - k) tanh((out - k) / (1 - k)); below it: out (tanh(0) = 0).
+        low = torch.minimum(x, out)
+        above = (out - k).clamp_(min=0).div_(1 - k).tanh_().mul_(1 - k)
+        rolled = above.add_(out.clamp_(max=k))  # `out` is ours (lerp's result)
+        return torch.maximum(rolled, low, out=rolled)
 
     def gate_moments(self, x: torch.Tensor) -> Moments:
         """Per-channel (mean, biased var) of the gate's features over the whole photo ``x`` (N, 3, H, W).
