@@ -86,6 +86,36 @@ def test_variable_frame_rate_stays_variable(tmp_path: Path) -> None:
     assert times_out == pytest.approx(times_in, abs=1e-6)
 
 
+@pytest.mark.parametrize(("ext", "subtitle_codec"), [(".mp4", "mov_text"), (".mkv", "subrip")])
+def test_subtitles_are_copied_packet_for_packet(
+    tmp_path: Path, fast: Enhancer, ext: str, subtitle_codec: str
+) -> None:
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:  # PyAV cannot encode subtitles; Debian's ffmpeg muxes them (.ci/run installs it)
+        pytest.skip("needs the ffmpeg binary to mux a subtitle track")
+    plain = write_clip(tmp_path / f"plain{ext}", [scene(48, 64, i) for i in range(12)], audio=0.5)
+    srt = tmp_path / "subs.srt"
+    srt.write_text(
+        "1\n00:00:00,000 --> 00:00:00,400\nfirst line\n\n2\n00:00:00,500 --> 00:00:01,000\nsecond\n"
+    )
+    src = tmp_path / f"c{ext}"
+    cmd = [ffmpeg, "-v", "error", "-i", str(plain), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy"]
+    subprocess.run([*cmd, "-c:s", subtitle_codec, str(src)], check=True)
+    dst = fast.enhance_video(src, tmp_path / f"c_dslr{ext}")
+    subtitles = packets(src, "subtitle")
+    assert len(subtitles) >= 2 and any(b"second" in payload for payload, _ in subtitles)  # mov_text: + gaps
+    assert packets(dst, "subtitle") == subtitles
+    assert packets(dst, "audio") == packets(src, "audio")
+    names = []
+    for clip in (src, dst):
+        with av.open(str(clip)) as c:
+            names.append([st.codec_context.name for st in c.streams.subtitles])
+    assert names[0] == names[1] and len(names[0]) == 1  # PyAV names subrip "srt"
+
+
 @pytest.mark.parametrize(("ext", "codec"), [(".mkv", "h264"), (".mov", "h264"), (".webm", "vp9")])
 def test_each_container_is_kept_with_its_codec(tmp_path: Path, fast: Enhancer, ext: str, codec: str) -> None:
     src = write_clip(tmp_path / f"c{ext}", [scene(48, 64, i) for i in range(6)], audio=0.3)
