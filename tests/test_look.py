@@ -1,4 +1,5 @@
-"""3D LUT looks: fitting, the .cube and Hald files, and agreement with ffmpeg and colour-science."""
+"""3D LUT looks: fitting, the .cube and Hald files, agreement with ffmpeg and colour-science, and the
+native 8-bit path (photos and video frames) against the float path."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
+from clips import scene, write_clip
 from dslrify import Look, fit_look
 from dslrify.cli import app
 from dslrify.enhancer import Enhancer
 from dslrify.errors import DslrifyError
-from dslrify.look import identity_table, lut_format
+from dslrify.look import LookModel, identity_table, lut_format
 from dslrify.lookfit import diagonal_decrease, luminance, monotone_luminance, resample
 from dslrify.models.base import EnhancementModel, ModelSpec
 from dslrify.photo import from_array, read_photo, write_photo
+from dslrify.video import enhanced_frames
+from inputs_gen import MAKE, exif_bytes
 
 FFMPEG = shutil.which("ffmpeg") or ("/usr/bin/ffmpeg" if Path("/usr/bin/ffmpeg").exists() else None)
 
@@ -267,3 +271,109 @@ def test_enhance_look_option_and_look_command(tmp_path, photo_array, graded_look
     made = Look.load(hald)
     assert made.size == 9 and made.title == "dslrify default"
     assert any("a.png" in c for c in made.comments) and any("strength 0.5" in c for c in made.comments)
+
+
+class Passthrough(EnhancementModel):
+    """Pointwise and returns its input: what an Enhancer hands a model, as float."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec, self.label = ModelSpec(), "passthrough"
+
+    def enhance(self, x: torch.Tensor, context: object, origin: tuple[int, int] | None) -> torch.Tensor:
+        return x.clone()
+
+
+def _natives(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, per call of ``LookModel.enhance_native``, whether it gave a result."""
+    calls: list[bool] = []
+    real = LookModel.enhance_native
+
+    def spy(self: LookModel, pixels: torch.Tensor) -> torch.Tensor | None:
+        out = real(self, pixels)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(LookModel, "enhance_native", spy)
+    return calls
+
+
+def _codes(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def test_8bit_photos_take_the_native_path_with_the_float_paths_numbers_and_metadata(
+    tmp_path, tinted_look, monkeypatch
+):
+    """A JPEG with EXIF orientation 6 and an ICC profile: the look runs on its uint8 pixels (no float),
+    gives the bytes the float path gives, within 1 level of exact trilinear, and keeps the metadata."""
+    arr = (_rgb48(tmp_path)[1][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "in.jpg"
+    Image.fromarray(arr).save(src, quality=90, exif=exif_bytes(6), icc_profile=icc)
+    calls = _natives(monkeypatch)
+    model = tinted_look.model()
+    enhancer = Enhancer(model, device="cpu")
+    enhancer.enhance_file(src, tmp_path / "out.png")
+    enhancer.enhance_file(src, tmp_path / "out.jpg")
+    assert calls == [True, True]
+    source = read_photo(src)
+    x = source.pixels
+    got = read_photo(tmp_path / "out.png")
+    assert got.size == (48, 64) and got.pixels.dtype == torch.uint8
+    assert torch.equal(got.pixels, _codes(tinted_look.apply(x)))  # the 8-bit float path: same bytes
+    exact = _codes(model._enhance_float(x.float() / 255))  # grid_sample, float throughout
+    assert (got.pixels.int() - exact.int()).abs().max() <= 1
+    jpeg = read_photo(tmp_path / "out.jpg")
+    assert jpeg.size == (48, 64) and jpeg.icc_profile == icc
+    assert jpeg.exif is not None and jpeg.exif == source.exif  # carried as read: orientation 1
+    tags = Image.Exif()
+    tags.load(jpeg.exif)
+    assert tags[274] == 1 and tags[271].encode("latin-1") == MAKE.encode()
+
+
+def test_native_bands_on_threads_give_the_whole_photos_result(tinted_look, monkeypatch):
+    """Many bands of rows (the last one short) on two threads, batches of two: the same bytes as one
+    band per photo."""
+    import dslrify.look as look_module
+
+    x = (torch.rand(2, 3, 45, 31, generator=torch.Generator().manual_seed(4)) * 255).round().to(torch.uint8)
+    model = tinted_look.model()
+    whole = model.enhance_native(x)
+    assert whole is not None and whole.shape == x.shape and whole.dtype == torch.uint8
+    monkeypatch.setattr(look_module, "_BAND_PIXELS", 31 * 4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        banded = model.enhance_native(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert banded is not None and torch.equal(banded, whole)
+    assert torch.equal(whole[1:], model.enhance_native(x[1:].contiguous()))
+
+
+def test_16bit_photos_and_a_strength_below_1_take_the_float_path(tmp_path, tinted_look, monkeypatch):
+    calls = _natives(monkeypatch)
+    x8 = (torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(5)) * 255).round().to(torch.uint8)
+    half = Enhancer(tinted_look.model(), device="cpu", strength=0.5).enhance_pixels(x8)
+    assert calls == []  # never asked: the blend is made in float
+    unit = x8.float() / 255
+    assert torch.equal(half, _codes(torch.lerp(unit, tinted_look.apply(unit), 0.5)))
+    x16 = (torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(6)) * 65535).round()
+    full = Enhancer(tinted_look.model(), device="cpu").enhance_pixels(x16.to(torch.uint16))
+    assert calls == [False] and full.dtype == torch.uint16
+    want = tinted_look.model()._enhance_float(x16 / 65535)
+    assert (full.float() / 65535 - want).abs().max() <= 0.5 / 65535 + 1e-6  # not 8-bit Pillow
+
+
+def test_a_look_on_video_frames_runs_natively(tmp_path, tinted_look, monkeypatch):
+    """Through ``enhanced_frames`` each frame is the look of the frame as decoded (Passthrough's)."""
+    src = write_clip(tmp_path / "c.mp4", [scene(48, 64, i) for i in range(3)])
+    plain = [f.pixels for f in enhanced_frames(Enhancer(Passthrough(), device="cpu"), src)]
+    calls = _natives(monkeypatch)
+    looked = [f.pixels for f in enhanced_frames(Enhancer(tinted_look.model(), device="cpu"), src)]
+    assert calls == [True] * 3 and all(y.dtype == torch.float32 for y in looked)
+    for x, y in zip(plain, looked, strict=True):
+        assert torch.equal(y, tinted_look.apply(x))
+    out = Enhancer(tinted_look.model(), device="cpu").enhance_video(src, tmp_path / "out.mp4")
+    assert out.stat().st_size > 0

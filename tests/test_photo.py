@@ -210,6 +210,22 @@ def test_wide_gamut_profile_kept_and_pixels_not_converted(tmp_path, profile, fmt
         assert out.info["icc_profile"] == icc
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])
+def test_large_photos_are_decoded_band_by_band_to_the_same_pixels(tmp_path, monkeypatch, mode):
+    """Bands of 4 rows (the last one short), as a 12 MP photo's are of ~1 MP: oriented as Pillow does,
+    alpha split off, grey repeated."""
+    monkeypatch.setattr(photo_mod, "_BAND_PIXELS", 10 * 4)
+    src = tmp_path / "in.png"
+    Image.fromarray(noise(13, 10, c=4, seed=3), "RGBA").convert(mode).save(src, exif=exif_bytes(6))
+    with Image.open(src) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im))
+    photo = read_photo(src)
+    assert photo.size == (13, 10) and photo.pixels.is_contiguous()
+    colour = expected[..., :-1] if mode in ("RGBA", "LA") else expected
+    assert np.array_equal(as_uint8(photo), colour if mode.startswith("RGB") else np.dstack([colour] * 3))
+    assert np.array_equal(photo.alpha, expected[..., -1]) if "A" in mode else photo.alpha is None
+
+
 def test_real_photo_reads_at_its_size(shared_data):
     photo = read_photo(shared_data / "photos/Picture_1A_by_freespace.jpg")
     assert photo.size == (1365, 1074) and photo.format == "JPEG" and photo.bit_depth == 8

@@ -203,18 +203,17 @@ class Enhancer:
         if context is not None and x.shape[0] != 1:
             raise ValueError("a context belongs to one photo: pass a batch of one")
         strength = self.strength if strength is None else _check_strength(strength)
-        return torch.cat([self._enhance_one(x[i : i + 1], strength, context) for i in range(x.shape[0])])
+        return _cat([self._enhance_one(x[i : i + 1], strength, context) for i in range(x.shape[0])])
 
     def enhance_pixels(self, x: torch.Tensor, *, strength: float | None = None) -> torch.Tensor:
         """``enhance_tensor`` for a photo's native pixels: (1, 3, H, W) uint8 or uint16 in, the same dtype
         out, quantised tile by tile (a 100 MP photo never exists in float32 whole). Float in, float out.
         Rounds as ``write_photo`` does, so writing the result gives the same bytes as writing floats.
+        A pointwise model with a native path (a look, at strength 1) maps the pixels without float.
         """
         strength = self.strength if strength is None else _check_strength(strength)
         out_dtype = x.dtype if x.dtype in (torch.uint8, torch.uint16) else torch.float32
-        return torch.cat(
-            [self._enhance_one(x[i : i + 1], strength, None, out_dtype) for i in range(x.shape[0])]
-        )
+        return _cat([self._enhance_one(x[i : i + 1], strength, None, out_dtype) for i in range(x.shape[0])])
 
     def context_of(self, x: torch.Tensor) -> Any:
         """The whole-photo context that :meth:`enhance_tensor` computes for ``x`` (1, 3, H, W), or None
@@ -236,6 +235,10 @@ class Enhancer:
     def _enhance_one(
         self, x: torch.Tensor, strength: float, context: Any = None, out_dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
+        native = self._native(x, strength, context)
+        if native is not None:
+            self.last_tile = None
+            return native if native.dtype == out_dtype else unit_float(native)  # float wanted: exact
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
@@ -251,6 +254,17 @@ class Enhancer:
         # What the last photo ran with (None: whole), for reports; with several threads, any one of them.
         self.last_tile = tile
         return y
+
+    def _native(self, x: torch.Tensor, strength: float, context: Any) -> torch.Tensor | None:
+        """A pointwise model's own result for native pixels (``EnhancementModel.enhance_native``), or
+        None where the float path runs. Pointwise, it needs no tiles, borders or context; a strength
+        below 1 blends in float, as every other model does."""
+        spec = self.model.spec
+        pointwise = spec.receptive_field == 0 and spec.context == "none" and not spec.needs_origin
+        if not pointwise or strength != 1.0 or context is not None or x.is_floating_point():
+            return None
+        with torch.inference_mode():
+            return self.model.enhance_native(x.cpu())
 
     def _pixel_budget(self, whole: bool = False) -> float:
         """How many pixels the model can run on at once within a share of the free memory.
@@ -506,6 +520,11 @@ class _Finish:
             return y
         top = 255 if self.dtype == torch.uint8 else 65535
         return y.clamp(0, 1).mul_(top).round_().to(self.dtype)
+
+
+def _cat(pieces: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along the batch, without copying a lone photo (12 MP: 146 MB of float32)."""
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def _mirrored(start: int, stop: int, size: int) -> tuple[int, int] | torch.Tensor:

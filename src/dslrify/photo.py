@@ -628,7 +628,23 @@ def _pil_pixels(im: Image.Image) -> tuple[np.ndarray, bytes | None]:
         return np.asarray(im).astype(np.uint16), icc  # native byte order for I;16B
     elif im.mode not in ("RGB", "RGBA", "L", "LA"):
         raise PhotoError(f"{im.mode} images are not supported", "convert it to RGB first")
-    return np.asarray(im), icc
+    return _array(im), icc
+
+
+def _array(im: Image.Image) -> np.ndarray:
+    """``np.asarray(im)``, made band by band for a large image: ``np.asarray`` of a whole 12 MP photo
+    goes through Pillow's ``tobytes`` (a list of 64 kB pieces, then their join), 2 x 36 MB of fresh
+    memory and ~18,000 page faults; bands of ~1 MP reuse their memory and take half the time (0.025 s)."""
+    w, h = im.size
+    rows = max(1, _BAND_PIXELS // max(w, 1))
+    if h <= rows:
+        return np.asarray(im)
+    first = np.asarray(im.crop((0, 0, w, rows)))
+    out = np.empty((h, *first.shape[1:]), first.dtype)  # numpy's: huge pages where the OS has them
+    out[:rows] = first
+    for y in range(rows, h, rows):
+        out[y : y + rows] = np.asarray(im.crop((0, y, w, min(y + rows, h))))
+    return out
 
 
 @functools.cache

@@ -152,6 +152,13 @@ class EnhancementModel(nn.Module):
         """Whole-photo context for ``forward`` from the whole photo ``x`` (N, 3, H, W); None if none."""
         return None
 
+    def enhance_native(self, pixels: torch.Tensor) -> torch.Tensor | None:
+        """A shortcut for a photo's own pixels: (N, 3, H, W) uint8/uint16 -> the same dtype, each value
+        what ``forward(unit_float(pixels))`` gives, rounded to that depth; or None (the default) where
+        there is none. Only for pointwise models (``receptive_field`` 0, no context, no origin): the
+        Enhancer then runs it on the whole photo, untiled, whenever the strength is 1."""
+        return None
+
     def context_from_thumbnail(self, small: torch.Tensor, height: int, width: int) -> Any:
         """The context of a ``height`` x ``width`` photo from its thumbnail ``small`` (N, 3, h, w), the
         photo area-downsampled to a long side of ``spec.thumbnail``; only models that declare one."""
