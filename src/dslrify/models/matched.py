@@ -182,7 +182,7 @@ class MatchedEnhancer(MomentsModel):
         if self.knee is None:
             return out
         k = self.knee
-        if torch.is_grad_enabled() and out.requires_grad:
+        if (torch.is_grad_enabled() and out.requires_grad) or torch.jit.is_tracing():  # export: no out=
             rolled = torch.where(out > k, k + (1 - k) * torch.tanh((out - k) / (1 - k)), out)
             return torch.maximum(rolled, torch.minimum(x, out))  # only brightening is rolled off
         # The same numbers in place, outside autograd: the knee is a third of `fast`'s time per pixel.
