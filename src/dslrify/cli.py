@@ -191,6 +191,8 @@ def enhance(
             allow_truncated=allow_truncated,
             raw_wb=raw_wb,
         )
+    if output is not None and "://" in output:
+        raise DslrifyError(f"-o {output}: URIs are for Ray jobs", "add --ray local (or auto, or an address)")
     from dslrify.batch import plan_jobs, run_batch
     from dslrify.enhancer import Enhancer
     from dslrify.video_io import check_encoder

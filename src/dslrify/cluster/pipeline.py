@@ -109,6 +109,8 @@ def enhance_dataset(
         )
     if workers is not None and workers < 1:
         raise DslrifyError(f"--ray-workers must be at least 1, got {workers}", "omit it to fill the cluster")
+    if half and not gpus_per_worker:
+        raise DslrifyError("--half needs GPU workers", "give --ray-gpus-per-worker, or drop --half")
     start = time.perf_counter()
     plan = plan_dataset(inputs, out, suffix=suffix, ext=ext, recursive=recursive, filesystem=filesystem)
     outputs = {job: locate(job.dst, filesystem) for job in plan.jobs}
@@ -132,6 +134,7 @@ def enhance_dataset(
         filesystem=filesystem,
         job=secrets.token_hex(4),
     )
+    _check_settings(settings)
     with Manifest(path) as log:
 
         def record(row: ManifestRow) -> None:
@@ -146,6 +149,7 @@ def enhance_dataset(
             if outputs[job] in present:
                 record(ManifestRow(job.src, job.dst, SKIPPED, f"{job.dst} already exists: never replaced"))
         reported: set[str] = set()
+        stopped = False  # by an interruption or a bug: photos without a result are not failures then
         try:
             if todo:
                 with ray_session(address) as ray:
@@ -155,12 +159,13 @@ def enhance_dataset(
                         if row.status == CRASHED:
                             last = (row.error.strip().splitlines() or ["unexpected error"])[-1]
                             record(ManifestRow(row.input, row.output, FAILED, last))
+                            stopped = True
                             raise RuntimeError(f"a worker failed on {row.input} (a bug):\n{row.error}")
                         record(row)
         except KeyboardInterrupt:
-            report.interrupted = True
+            report.interrupted = stopped = True
         finally:
-            _account_for_missing(todo, reported, outputs, report.interrupted, record)
+            _account_for_missing(todo, reported, outputs, stopped, record)
             _clean_up(list(outputs.values()), created, settings.job)
     report.seconds = time.perf_counter() - start
     return report
@@ -189,6 +194,23 @@ def ray_session(address: str | None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_settings(settings: WorkerSettings) -> None:
+    """Refuse a bad model or option here, in one line, rather than in every worker of the cluster: an
+    Enhancer is made once on this machine's CPU (the workers' device is theirs to check)."""
+    from dslrify.enhancer import Enhancer
+
+    Enhancer(
+        settings.model,
+        device="cpu",
+        tile=settings.tile,
+        strength=settings.strength,
+        max_pixels=settings.max_pixels,
+        raw_wb=settings.raw_wb,
+    )
+    if not 1 <= settings.quality <= 100:
+        raise DslrifyError(f"quality must be 1 to 100, got {settings.quality}", "JPEG/WebP quality, e.g. 95")
 
 
 def _pool_size(ray: Any, workers: int | None, gpus: float, cpus: float, photos: int) -> int:
@@ -262,7 +284,7 @@ def _account_for_missing(
     todo: list[DatasetJob],
     reported: set[str],
     outputs: dict[DatasetJob, Location],
-    interrupted: bool,
+    stopped: bool,
     record: OnRow,
 ) -> None:
     """Rows for photos whose result never came: done if their output exists (written, then the result
@@ -272,10 +294,9 @@ def _account_for_missing(
     for job in missing:
         if outputs[job] in written:
             record(ManifestRow(job.src, job.dst, DONE))
-        elif not interrupted:
-            reason = (
-                f"no result: its worker died on every one of {MAX_TASK_RETRIES + 1} tries (see the Ray logs)"
-            )
+        elif not stopped:
+            tries = MAX_TASK_RETRIES + 1
+            reason = f"no result: its worker died on each of {tries} tries (see the Ray logs for why)"
             record(ManifestRow(job.src, job.dst, FAILED, f"{reason} — run the job again to retry it"))
 
 

@@ -82,7 +82,7 @@ def locate(text: str, filesystem: pafs.FileSystem | None = None) -> Location:
     if parts.scheme == "file":
         return Location(text, None, unquote(parts.path))
     fs, root = _filesystem(f"{parts.scheme}://{parts.netloc}")
-    path = unquote(parts.path)
+    path = unquote(parts.path).rstrip("/")  # pyarrow names folders (key prefixes) without the slash
     return Location(text, fs, f"{root.rstrip('/')}{path}" if root else path)
 
 
@@ -217,7 +217,7 @@ def read_photos(batch: dict[str, np.ndarray], filesystem: pafs.FileSystem | None
         try:
             data.append(read_bytes(locate(str(src), filesystem)))
             errors.append("")
-        except OSError as e:  # reported in the manifest by the worker; the rest of the job goes on
-            data.append(b"")
-            errors.append(f"{src}: cannot be read ({e.strerror or e})")
+        except (OSError, ValueError) as e:  # the worker reports it in the manifest; the job goes on
+            data.append(b"")  # (pyarrow raises ArrowInvalid, a ValueError, for a malformed path)
+            errors.append(f"{src}: cannot be read ({getattr(e, 'strerror', None) or e})")
     return {"src": list(batch["src"]), "dst": list(batch["dst"]), "data": data, "read_error": errors}
