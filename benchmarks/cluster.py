@@ -1,0 +1,119 @@
+"""Throughput of `dslrify enhance --ray` with 1 and 2 workers beside the single-process CLI, same photos.
+
+    python benchmarks/cluster.py [--model fast] [--big 6] [--phone 24] [--gpus-per-worker 1]
+
+Two sets from ../shared/data: copies of the 12.2 MP sunset photo (``--big``), and 1024x682 phone photos
+(``--phone``). Each set runs three ways on this machine: the single-process CLI (``run_batch``, the
+batch pipeline of ``dslrify enhance``, torch on every core), then ``enhance_dataset`` on a local Ray
+cluster (``ray.init(num_cpus=CORES)``) with 1 and with 2 workers of 1 CPU and 1 torch thread each.
+Columns: wall seconds of the call (Ray: from the call, actors starting and loading the model included;
+the cluster is up already), and the steady rate: photos / (last photo finished - first photo started),
+where a start is a result's arrival minus the worker's own seconds for it. JPEG -> JPEG at quality 95.
+The per-photo seconds of a 1-CPU worker are what docs/cluster.md's cost of 10 million photos uses.
+``--gpus-per-worker G`` runs the CLI on cuda and the Ray workers with G GPUs each (and 1 CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+BIG = SHARED / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
+PHONE = SHARED / "phone-photos"
+
+
+def make_sets(root: Path, big: int, phone: int) -> dict[str, Path]:
+    """``root/12mp`` (``big`` copies of the 12.2 MP photo) and ``root/phone`` (the first ``phone``)."""
+    sets = {"12.2 MP": root / "12mp", "0.7 MP phone": root / "phone"}
+    for folder in sets.values():
+        folder.mkdir()
+    for i in range(big):
+        shutil.copy(BIG, sets["12.2 MP"] / f"sunset_{i}.jpg")
+    for i in range(phone):
+        shutil.copy(PHONE / f"{i}.jpg", sets["0.7 MP phone"] / f"{i}.jpg")
+    return sets
+
+
+def single_process(folder: Path, out: Path, model: str, device: str) -> tuple[float, float]:
+    """(wall s, steady photos/s) of the CLI's batch runner in this process."""
+    from dslrify.batch import plan_jobs, run_batch
+    from dslrify.enhancer import Enhancer
+
+    start = time.perf_counter()
+    enhancer = Enhancer(model, device=device, threads=os.cpu_count())
+    plan = plan_jobs([str(folder)], out)
+    finished: list[float] = []
+    began = time.perf_counter()
+    report = run_batch(enhancer, plan, on_result=lambda job, error: finished.append(time.perf_counter()))
+    assert not report.failed, report.summary()
+    return time.perf_counter() - start, len(finished) / (max(finished) - began)
+
+
+def on_ray(folder: Path, out: Path, model: str, workers: int, gpus: float) -> tuple[float, float, float]:
+    """(wall s, steady photos/s, median worker seconds a photo) of ``enhance_dataset``."""
+    from dslrify.cluster import enhance_dataset
+
+    arrivals: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    report = enhance_dataset(
+        [str(folder)],
+        out,
+        model=model,
+        workers=workers,
+        cpus_per_worker=1,
+        gpus_per_worker=gpus,
+        on_result=lambda row: arrivals.append((time.perf_counter(), row.seconds)),
+    )
+    wall = time.perf_counter() - start
+    assert report.done == len(arrivals) and not report.failed, report.summary()
+    first_start = min(t - s for t, s in arrivals)
+    seconds = sorted(s for _, s in arrivals)
+    return wall, len(arrivals) / (max(t for t, _ in arrivals) - first_start), seconds[len(seconds) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="fast")
+    parser.add_argument("--big", type=int, default=6, help="copies of the 12.2 MP photo")
+    parser.add_argument("--phone", type=int, default=24, help="1024x682 phone photos")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPU workers; the CLI on cuda")
+    args = parser.parse_args()
+    if not BIG.is_file() or not PHONE.is_dir():
+        raise SystemExit(f"needs {BIG} and {PHONE} (../shared/data)")
+    import ray
+    import torch
+
+    cores, gpus = os.cpu_count() or 1, args.gpus_per_worker
+    device, kind = ("cuda", f"{gpus:g} GPU + 1 CPU") if gpus else ("cpu", "1 CPU")
+    ray.init(num_cpus=cores, num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, folder in make_sets(Path(tmp), args.big, args.phone).items():
+            n = len(list(folder.iterdir()))
+            wall, rate = single_process(folder, Path(tmp) / "out-cli" / folder.name, args.model, device)
+            rows.append((name, n, f"single-process CLI ({device}, {cores} threads)", wall, rate, None, rate))
+            for workers in (1, 2):
+                out = Path(tmp) / f"out-ray{workers}" / folder.name
+                wall, ray_rate, median = on_ray(folder, out, args.model, workers, gpus)
+                rows.append((name, n, f"ray, {workers} x {kind}", wall, ray_rate, median, rate))
+    ray.shutdown()
+    print(f"model {args.model}, {cores} cores; JPEG -> JPEG q95; steady = photos / (last end - first start)")
+    print(
+        f"{'photos':<14}{'n':>4}  {'runner':<30}{'wall s':>8}{'photos/s':>10}{'s/photo':>9}"
+        f"{'worker s':>10}{'vs CLI':>8}"
+    )
+    for name, n, runner, wall, rate, median, cli_rate in rows:
+        worker = f"{median:10.2f}" if median is not None else f"{'':>10}"
+        print(
+            f"{name:<14}{n:>4}  {runner:<30}{wall:8.1f}{rate:10.2f}{1 / rate:9.2f}{worker}"
+            f"{rate / cli_rate:8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
