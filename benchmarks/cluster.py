@@ -104,13 +104,13 @@ def main() -> None:
     ray.shutdown()
     print(f"model {args.model}, {cores} cores; JPEG -> JPEG q95; steady = photos / (last end - first start)")
     print(
-        f"{'photos':<14}{'n':>4}  {'runner':<30}{'wall s':>8}{'photos/s':>10}{'s/photo':>9}"
+        f"{'photos':<14}{'n':>4}  {'runner':<36}{'wall s':>8}{'photos/s':>10}{'s/photo':>9}"
         f"{'worker s':>10}{'vs CLI':>8}"
     )
     for name, n, runner, wall, rate, median, cli_rate in rows:
         worker = f"{median:10.2f}" if median is not None else f"{'':>10}"
         print(
-            f"{name:<14}{n:>4}  {runner:<30}{wall:8.1f}{rate:10.2f}{1 / rate:9.2f}{worker}"
+            f"{name:<14}{n:>4}  {runner:<36}{wall:8.1f}{rate:10.2f}{1 / rate:9.2f}{worker}"
             f"{rate / cli_rate:8.2f}"
         )
 
