@@ -3,14 +3,17 @@
     python benchmarks/cluster.py [--model fast] [--big 6] [--phone 24] [--gpus-per-worker 1]
 
 Two sets from ../shared/data: copies of the 12.2 MP sunset photo (``--big``), and 1024x682 phone photos
-(``--phone``). Each set runs three ways on this machine: the single-process CLI (``run_batch``, the
+(``--phone``). Each set runs on this machine through the single-process CLI (``run_batch``, the
 batch pipeline of ``dslrify enhance``, torch on every core), then ``enhance_dataset`` on a local Ray
-cluster (``ray.init(num_cpus=CORES)``) with 1 and with 2 workers of 1 CPU and 1 torch thread each.
+cluster (``ray.init(num_cpus=CORES)``) with 1 and with 2 workers of 1 CPU and 1 torch thread each; the
+CLI also runs on 1 thread, the per-core comparison (the CLI's rows run before Ray starts).
 Columns: wall seconds of the call (Ray: from the call, actors starting and loading the model included;
 the cluster is up already), and the steady rate: photos / (last photo finished - first photo started),
 where a start is a result's arrival minus the worker's own seconds for it. JPEG -> JPEG at quality 95.
 The per-photo seconds of a 1-CPU worker are what docs/cluster.md's cost of 10 million photos uses.
 ``--gpus-per-worker G`` runs the CLI on cuda and the Ray workers with G GPUs each (and 1 CPU).
+First line: the I/O floor, ``read_photo`` + ``write_photo`` of the 12.2 MP photo on one thread: the CPU
+time a GPU worker spends per photo besides the model (how many CPUs keep a GPU fed).
 """
 
 from __future__ import annotations
@@ -39,13 +42,30 @@ def make_sets(root: Path, big: int, phone: int) -> dict[str, Path]:
     return sets
 
 
-def single_process(folder: Path, out: Path, model: str, device: str) -> tuple[float, float]:
+def io_floor(out: Path, repeats: int = 3) -> float:
+    """Best seconds of decoding and encoding (JPEG q95) the 12.2 MP photo on one torch thread."""
+    import torch
+
+    from dslrify.photo import read_photo, write_photo
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        write_photo(out, read_photo(BIG), quality=95)
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return best
+
+
+def single_process(folder: Path, out: Path, model: str, device: str, threads: int) -> tuple[float, float]:
     """(wall s, steady photos/s) of the CLI's batch runner in this process."""
     from dslrify.batch import plan_jobs, run_batch
     from dslrify.enhancer import Enhancer
 
     start = time.perf_counter()
-    enhancer = Enhancer(model, device=device, threads=os.cpu_count())
+    enhancer = Enhancer(model, device=device, threads=threads)
     plan = plan_jobs([str(folder)], out)
     finished: list[float] = []
     began = time.perf_counter()
@@ -90,18 +110,33 @@ def main() -> None:
 
     cores, gpus = os.cpu_count() or 1, args.gpus_per_worker
     device, kind = ("cuda", f"{gpus:g} GPU + 1 CPU") if gpus else ("cpu", "1 CPU")
-    ray.init(num_cpus=cores, num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, folder in make_sets(Path(tmp), args.big, args.phone).items():
-            n = len(list(folder.iterdir()))
-            wall, rate = single_process(folder, Path(tmp) / "out-cli" / folder.name, args.model, device)
-            rows.append((name, n, f"single-process CLI ({device}, {cores} threads)", wall, rate, None, rate))
+        floor = io_floor(Path(tmp) / "floor.jpg")
+        sets = make_sets(Path(tmp), args.big, args.phone)
+        single = {  # before Ray starts, whose idle processes would share the cores
+            (name, threads): single_process(
+                folder, Path(tmp) / f"cli{threads}" / folder.name, args.model, device, threads
+            )
+            for name, folder in sets.items()
+            for threads in (cores, 1)
+        }
+        ray.init(
+            num_cpus=cores, num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False
+        )
+        for name, folder in sets.items():
+            n, cli_rate = len(list(folder.iterdir())), single[name, cores][1]
+            for threads in (cores, 1):
+                wall, rate = single[name, threads]
+                rows.append(
+                    (name, n, f"single-process CLI ({device}, {threads} thr.)", wall, rate, None, cli_rate)
+                )
             for workers in (1, 2):
                 out = Path(tmp) / f"out-ray{workers}" / folder.name
                 wall, ray_rate, median = on_ray(folder, out, args.model, workers, gpus)
-                rows.append((name, n, f"ray, {workers} x {kind}", wall, ray_rate, median, rate))
-    ray.shutdown()
+                rows.append((name, n, f"ray, {workers} x {kind}", wall, ray_rate, median, cli_rate))
+        ray.shutdown()
+    print(f"I/O floor, 12.2 MP JPEG decode + encode q95 on 1 thread: {floor:.2f} s")
     print(f"model {args.model}, {cores} cores; JPEG -> JPEG q95; steady = photos / (last end - first start)")
     print(
         f"{'photos':<14}{'n':>4}  {'runner':<36}{'wall s':>8}{'photos/s':>10}{'s/photo':>9}"

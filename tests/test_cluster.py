@@ -230,3 +230,42 @@ def test_outputs_on_a_pyarrow_filesystem(photos, tmp_path):
     with pytest.raises(OutputExistsError):
         put_new(target, b"other", "job", object_store=True)
     assert (tmp_path / "bucket" / "put.jpg").read_bytes() == b"complete"
+
+
+def test_inputs_on_a_pyarrow_filesystem_follow_the_cli_rules(tmp_path):
+    """The same folder planned as local paths (dslrify enhance's planner) and through pyarrow gives the
+    same jobs: subfolders mirrored, hidden files and earlier outputs left out, clips refused."""
+    import pyarrow.fs as pafs
+
+    from dslrify.cluster import plan_dataset
+    from dslrify.errors import DslrifyError, PhotoError
+
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for name in ["a.jpg", "a.png", "sub/b.jpg", ".hidden.jpg", "a_dslr.jpg", "notes.txt", "clip.mp4"]:
+        (tmp_path / "in" / name).write_bytes(b"x")
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    remote = plan_dataset(["in"], "out", recursive=True, filesystem=fs)
+    local = plan_dataset([str(tmp_path / "in")], tmp_path / "out", recursive=True)
+    for plan, root in ((remote, ""), (local, f"{tmp_path}/")):
+        assert sorted((j.src, j.dst) for j in plan.jobs) == [
+            (f"{root}in/a.jpg", f"{root}out/a_dslr.jpg"),
+            (f"{root}in/a.png", f"{root}out/a_dslr.png"),
+            (f"{root}in/sub/b.jpg", f"{root}out/sub/b_dslr.jpg"),
+        ]
+        assert [src for src, _ in plan.refused] == [f"{root}in/clip.mp4"] and plan.earlier_outputs == 1
+    with pytest.raises(DslrifyError, match="would both be written"):
+        plan_dataset(["in"], "out", ext="jpg", filesystem=fs)
+    with pytest.raises(PhotoError, match="would replace"):
+        plan_dataset(["in/a.jpg"], None, suffix="", filesystem=fs)
+    with pytest.raises(PhotoError, match="no such file"):
+        plan_dataset(["missing"], "out", filesystem=fs)
+
+
+def test_ray_refuses_overwrite_and_a_uri_needs_ray(photos, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["enhance", "--ray", "local", str(photos), "-o", str(tmp_path), "--overwrite"]
+    )
+    assert result.exit_code == 1 and "error:" in result.output and "--overwrite" in result.output
+    result = runner.invoke(app, ["enhance", str(photos), "-o", "s3://bucket/out"])
+    assert result.exit_code == 1 and "add --ray" in result.output and not (tmp_path / "s3:").exists()

@@ -120,6 +120,12 @@ def enhance(
     ray_gpus_per_worker: Annotated[
         float, typer.Option(min=0.0, help="GPUs per Ray worker (0: CPU workers; 0.5: two share a GPU).")
     ] = 0.0,
+    ray_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="The Ray job's JSON Lines record; default OUT/dslrify-manifest.jsonl, or ./ for URIs."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(callback=_device, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the model.")] = None,
     tile: Annotated[
@@ -179,6 +185,7 @@ def enhance(
             model if look is None else _look_engine(look, model, backend),
             workers=ray_workers,
             gpus_per_worker=ray_gpus_per_worker,
+            manifest=ray_manifest,
             threads=threads,
             tile=tile,
             strength=strength,
