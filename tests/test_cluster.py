@@ -48,6 +48,17 @@ class Sleepy(EnhancementModel):
         return x
 
 
+class Broken(EnhancementModel):
+    """A model with a bug: raises what no photo could cause."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec = ModelSpec()
+
+    def enhance(self, x: torch.Tensor, context: object, origin: tuple[int, int] | None) -> torch.Tensor:
+        raise ZeroDivisionError("a bug")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
     """One local Ray cluster for the module; workers get this module by value (tests/ is no package)."""
@@ -178,6 +189,17 @@ def test_a_bad_photo_is_reported_and_the_rest_are_done(photos, tmp_path):
         out / "broken_dslr.jpg",
         out / "text_dslr.jpg",
     }
+
+
+def test_a_bug_in_a_worker_stops_the_job_with_its_traceback(photos, tmp_path):
+    for extra in list(photos.iterdir())[2:]:
+        extra.unlink()
+    with pytest.raises(RuntimeError, match="a bug in dslrify") as stopped:
+        enhance_dataset([str(photos)], tmp_path / "out", model=Broken(), workers=1)
+    assert "ZeroDivisionError: a bug" in str(stopped.value) and "Traceback" in str(stopped.value)
+    rows = read_manifest(tmp_path / "out" / "dslrify-manifest.jsonl")
+    assert rows[0]["status"] == "failed" and rows[0]["error"] == "ZeroDivisionError: a bug"
+    assert not list((tmp_path / "out").glob("*_dslr*"))
 
 
 def test_a_re_run_after_an_interruption_does_only_what_is_left(photos, tmp_path):

@@ -26,8 +26,8 @@ import os
 import secrets
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,23 +149,19 @@ def enhance_dataset(
             if outputs[job] in present:
                 record(ManifestRow(job.src, job.dst, SKIPPED, f"{job.dst} already exists: never replaced"))
         reported: set[str] = set()
-        stopped = False  # by an interruption or a bug: photos without a result are not failures then
+        completed = False  # the pipeline ran to its end (not stopped by Ctrl+C or a bug)
         try:
             if todo:
                 with ray_session(address) as ray:
                     report.workers = _pool_size(ray, workers, gpus_per_worker, cpus_per_worker, len(todo))
-                    for row in _results(todo, settings, report.workers, gpus_per_worker, cpus_per_worker):
-                        reported.add(row.input)
-                        if row.status == CRASHED:
-                            last = (row.error.strip().splitlines() or ["unexpected error"])[-1]
-                            record(ManifestRow(row.input, row.output, FAILED, last))
-                            stopped = True
-                            raise RuntimeError(f"a worker failed on {row.input} (a bug):\n{row.error}")
-                        record(row)
+                    pipeline = _results(todo, settings, report.workers, gpus_per_worker, cpus_per_worker)
+                    with closing(pipeline) as rows:  # closed on the way out: no new photo starts
+                        _take(rows, reported, record)
+            completed = True
         except KeyboardInterrupt:
-            report.interrupted = stopped = True
+            report.interrupted = True
         finally:
-            _account_for_missing(todo, reported, outputs, stopped, record)
+            _account_for_missing(todo, reported, outputs, completed, record)
             _clean_up(list(outputs.values()), created, settings.job)
     report.seconds = time.perf_counter() - start
     return report
@@ -231,7 +227,7 @@ def _pool_size(ray: Any, workers: int | None, gpus: float, cpus: float, photos: 
 
 def _results(
     todo: list[DatasetJob], settings: WorkerSettings, workers: int, gpus: float, cpus: float
-) -> Iterator[ManifestRow]:
+) -> Generator[ManifestRow, None, None]:
     """Run the pipeline over ``todo``; yields each photo's row as it arrives (in no particular order)."""
     import ray.data
 
@@ -280,21 +276,33 @@ def _results(
             close()  # stops the executor: no new photo starts once the caller stops listening
 
 
+def _take(rows: Iterator[ManifestRow], reported: set[str], record: OnRow) -> None:
+    """Record each worker's row; a bug in a worker (status ``crashed``) stops the job with its traceback."""
+    for row in rows:
+        reported.add(row.input)
+        if row.status == CRASHED:
+            last = (row.error.strip().splitlines() or ["unexpected error"])[-1]
+            record(ManifestRow(row.input, row.output, FAILED, last))
+            raise RuntimeError(f"a worker failed on {row.input} (a bug in dslrify):\n{row.error}")
+        record(row)
+
+
 def _account_for_missing(
     todo: list[DatasetJob],
     reported: set[str],
     outputs: dict[DatasetJob, Location],
-    stopped: bool,
+    completed: bool,
     record: OnRow,
 ) -> None:
     """Rows for photos whose result never came: done if their output exists (written, then the result
-    was lost with its worker, or written while stopping), else failed unless the job was stopped."""
+    was lost with its worker, or written while stopping), else failed if the pipeline ran to its end
+    (its worker died on every try)."""
     missing = [job for job in todo if job.src not in reported]
     written = existing(outputs[job] for job in missing)
     for job in missing:
         if outputs[job] in written:
             record(ManifestRow(job.src, job.dst, DONE))
-        elif not stopped:
+        elif completed:
             tries = MAX_TASK_RETRIES + 1
             reason = f"no result: its worker died on each of {tries} tries (see the Ray logs for why)"
             record(ManifestRow(job.src, job.dst, FAILED, f"{reason} — run the job again to retry it"))
