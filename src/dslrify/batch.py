@@ -19,7 +19,7 @@ import stat
 import time
 from collections.abc import Callable, Collection, Generator, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
@@ -91,8 +91,8 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _is_photo(path: Path) -> bool:
-    """A photo, a RAW or a video clip dslrify reads (hidden files left out)."""
+def is_input(path: PurePath) -> bool:
+    """A photo, a RAW or a video clip dslrify reads, by its name (hidden files left out)."""
     ext = path.suffix.lower()
     return (ext in READ_EXTENSIONS or ext in VIDEO_FORMATS) and not path.name.startswith(".")
 
@@ -125,7 +125,7 @@ class _Collector:
 
     def scanned(self, paths: Iterable[Path], base: Path) -> int:
         """Add the photos among ``paths`` (from a folder or a pattern); returns how many, outputs included."""
-        photos = sorted(p for p in paths if _is_photo(p) and p.is_file())
+        photos = sorted(p for p in paths if is_input(p) and p.is_file())
         for p in photos:
             if self.suffix and p.stem.endswith(self.suffix):
                 self.earlier_outputs += 1
@@ -159,8 +159,26 @@ class _Collector:
             raise PhotoError(f"{item}: no such file or folder", "check the path")
 
 
-def _collision_advice(
-    a: tuple[Path, Path], b: tuple[Path, Path], out_dir: Path | None, recursive: bool
+def collect_inputs(inputs: Iterable[str], *, recursive: bool, suffix: str) -> _Collector:
+    """The photos named by ``inputs`` (files, folders, globs) as ``found`` ``(photo, base folder)`` pairs,
+    with the ``refused`` inputs and the count of ``earlier_outputs`` left out of scans."""
+    collector = _Collector(recursive, suffix)
+    for item in inputs:
+        collector.add(item)
+    return collector
+
+
+def output_name(src: PurePath, suffix: str, new_ext: str | None) -> str:
+    """The naming rule: ``STEM + suffix + ext``, ext from :func:`output_extension` (None: the input's).
+
+    A RAW or DNG input is read only, so keeping its format gives a JPEG; a video keeps its container.
+    """
+    same = ".jpg" if src.suffix.lower() in RAW_EXTENSIONS else src.suffix
+    return f"{src.stem}{suffix}{(None if is_video(src) else new_ext) or same}"
+
+
+def collision_advice(
+    a: tuple[PurePath, PurePath], b: tuple[PurePath, PurePath], out_dir: PurePath | None, recursive: bool
 ) -> str:
     """What would actually separate two inputs that map to one output name."""
     (src_a, base_a), (src_b, base_b) = a, b
@@ -187,17 +205,13 @@ def plan_jobs(
     out = Path(out_dir).expanduser() if out_dir is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise DslrifyError(f"-o {out}: exists and is not a folder", "-o takes a folder; it is made if needed")
-    collector = _Collector(recursive, suffix)
-    for item in inputs:
-        collector.add(item)
+    collector = collect_inputs(inputs, recursive=recursive, suffix=suffix)
     unique: dict[str, tuple[Path, Path]] = {}
     for src, base in collector.found:
         unique.setdefault(_real(src), (src, base))
     jobs, origin = [], {}
     for src, base in unique.values():
-        # A RAW or DNG input is read only: --ext same gives a JPEG. A video keeps its container.
-        same = ".jpg" if src.suffix.lower() in RAW_EXTENSIONS else src.suffix
-        name = f"{src.stem}{suffix}{(None if is_video(src) else new_ext) or same}"
+        name = output_name(src, suffix, new_ext)
         if out is None:
             dst = src.parent / name
         elif recursive:
@@ -216,7 +230,7 @@ def plan_jobs(
             first = seen[key]
             raise DslrifyError(
                 f"{first.src} and {job.src} would both be written to {job.dst}",
-                _collision_advice(origin[first.src], origin[job.src], out, recursive),
+                collision_advice(origin[first.src], origin[job.src], out, recursive),
             )
         seen[key] = job
     jobs.sort(key=lambda job: is_video(job.src))  # photos first, then videos: the order they run in

@@ -11,7 +11,7 @@ import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.table import Table
@@ -22,6 +22,7 @@ from dslrify.errors import DslrifyError
 from dslrify.shell import (
     OneLineErrors,
     batch_progress,
+    dataset_progress,
     for_shell,
     make_console,
     say,
@@ -95,7 +96,7 @@ def enhance(
         list[str], typer.Argument(help="Photos, videos, folders or glob patterns.", show_default=False)
     ],
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option("-o", "--output", help="Output folder (created if needed); default: beside each input."),
     ] = None,
     model: Annotated[
@@ -104,6 +105,27 @@ def enhance(
             "--model", "-m", help="Model name (see `dslrify models`), checkpoint folder or .onnx file."
         ),
     ] = "default",
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run on a Ray cluster: auto (the running one), local (start one here) or its ADDRESS. "
+            "Inputs and -o may then be s3://, gs:// or hdfs:// URIs; a re-run does what is left.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Ray workers; default: as many as the cluster's CPUs (or GPUs) allow."),
+    ] = None,
+    ray_gpus_per_worker: Annotated[
+        float, typer.Option(min=0.0, help="GPUs per Ray worker (0: CPU workers; 0.5: two share a GPU).")
+    ] = 0.0,
+    ray_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="The Ray job's JSON Lines record; default OUT/dslrify-manifest.jsonl, or ./ for URIs."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(callback=_device, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the model.")] = None,
     tile: Annotated[
@@ -149,6 +171,35 @@ def enhance(
 
     Photos keep EXIF, XMP and colour profile; videos keep their container, timing, rotation and sound.
     """
+    if ray is not None:
+        if overwrite or device != "auto" or backend == "onnxruntime" or model.lower().endswith(".onnx"):
+            raise DslrifyError(
+                "--ray runs torch models on CPU or, with --ray-gpus-per-worker, CUDA, and never replaces "
+                "an output (a re-run resumes)",
+                "leave out --overwrite, --device and ONNX models with --ray",
+            )
+        _enhance_on_ray(
+            ray,
+            inputs,
+            output,
+            model if look is None else _look_engine(look, model, backend),
+            workers=ray_workers,
+            gpus_per_worker=ray_gpus_per_worker,
+            manifest=ray_manifest,
+            threads=threads,
+            tile=tile,
+            strength=strength,
+            quality=quality,
+            suffix=suffix,
+            ext=ext,
+            recursive=recursive,
+            max_pixels=max_pixels,
+            half=half,
+            allow_truncated=allow_truncated,
+            raw_wb=raw_wb,
+        )
+    if output is not None and "://" in output:
+        raise DslrifyError(f"-o {output}: URIs are for Ray jobs", "add --ray local (or auto, or an address)")
     from dslrify.batch import plan_jobs, run_batch
     from dslrify.enhancer import Enhancer
     from dslrify.video_io import check_encoder
@@ -182,6 +233,18 @@ def enhance(
     if report.interrupted:
         for job in report.done:
             say(err, "finished", "green", str(job.dst))
+    err.print(report.summary())
+    raise typer.Exit(report.exit_code)
+
+
+def _enhance_on_ray(
+    address: str, inputs: list[str], output: str | None, model: Any, **options: Any
+) -> NoReturn:
+    """``enhance --ray``: the job on a Ray cluster (:func:`dslrify.cluster.enhance_dataset`)."""
+    from dslrify.cluster import enhance_dataset
+
+    with dataset_progress(err) as on_result, sigterm_as_interrupt():
+        report = enhance_dataset(inputs, output, model=model, address=address, on_result=on_result, **options)
     err.print(report.summary())
     raise typer.Exit(report.exit_code)
 

@@ -41,6 +41,7 @@ import re
 import stat
 import struct
 import sys
+import tempfile
 import threading
 import warnings
 import zlib
@@ -268,6 +269,38 @@ def read_photo(
             raise _decode_error(path, e) from e
 
 
+def read_photo_bytes(
+    data: bytes,
+    name: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    allow_truncated: bool = False,
+    raw_wb: str = "camera",
+) -> Photo:
+    """:func:`read_photo` for a file's bytes read elsewhere (another process, an object store): the same
+    rules, checks and errors, which name ``name`` (its path or URI; its extension picks the reader).
+
+    The bytes pass through a private temporary file, because the readers of RAW, 16-bit PNG and TIFF
+    (LibRaw, OpenCV, tifffile) and the header checks take a path; a page-cache write costs a few
+    milliseconds against the model's second.
+    """
+    suffix = Path(name).suffix.lower()
+    with tempfile.TemporaryDirectory(prefix="dslrify-") as folder:
+        path = Path(folder) / f"photo{suffix}"
+        path.write_bytes(data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                photo = read_photo(path, max_pixels, allow_truncated=allow_truncated, raw_wb=raw_wb)
+            except PhotoError as e:
+                raise PhotoError(e.message.replace(str(path), name), e.advice) from e
+    for w in caught:  # the same warnings, naming the photo rather than the temporary file
+        warnings.warn_explicit(
+            type(w.message)(str(w.message).replace(str(path), name)), w.category, w.filename, w.lineno
+        )
+    return photo
+
+
 # What decoders raise on damaged data: Pillow (OSError, SyntaxError, EOFError, and AssertionError or
 # IndexError from its plugins, e.g. a palette PNG without PLTE), tifffile (zlib.error and ValueError on
 # corrupt deflate strips), struct.error from short headers, OpenCV's cv2.error.
@@ -471,21 +504,44 @@ def write_photo(
     HEIF. The file appears at ``path`` complete or not at all.
     """
     path = Path(path)
-    try:
-        fmt = format_for_extension(path.suffix if format is None else format)
-    except PhotoError as e:
-        raise PhotoError(f"cannot write {path}: {e.message}", e.advice) from e
-    if fmt == "HEIF" and not _heif_available():
-        raise PhotoError(f"cannot write {path}: HEIC/HEIF needs the pillow-heif package", _HEIC_ADVICE)
+    fmt = _output_format(path, format)
     if path.is_dir():
         raise PhotoError(f"cannot write {path}: it is a folder", "give a file name for the output")
     if _is_link_loop(path):
         raise PhotoError(
             f"cannot write {path}: it is a symbolic link loop", "remove the link or choose another name"
         )
-    bits16 = photo.bit_depth == 16 and fmt in ("PNG", "TIFF")
-    arr = _compose(photo, pixels, np.dtype(np.uint16 if bits16 else np.uint8), keep_alpha=fmt != "JPEG")
+    arr = _output_array(photo, pixels, fmt)
     _atomic_write(path, lambda f: _encode(f, arr, photo, fmt, quality, path))
+
+
+def encode_photo(photo: Photo, pixels: torch.Tensor | None = None, *, name: str, quality: int = 95) -> bytes:
+    """The bytes :func:`write_photo` would write to a file called ``name`` (format from its extension).
+
+    For object stores, which take an object whole in one put and have no rename (``dslrify.cluster``).
+    """
+    fmt = _output_format(Path(name), None)
+    arr = _output_array(photo, pixels, fmt)
+    buffer = io.BytesIO()
+    _encode(buffer, arr, photo, fmt, quality, Path(name))
+    return buffer.getvalue()
+
+
+def _output_format(path: Path, format: str | None) -> str:
+    """The encoder's format name for writing ``path`` (``format`` overrides its extension)."""
+    try:
+        fmt = format_for_extension(path.suffix if format is None else format)
+    except PhotoError as e:
+        raise PhotoError(f"cannot write {path}: {e.message}", e.advice) from e
+    if fmt == "HEIF" and not _heif_available():
+        raise PhotoError(f"cannot write {path}: HEIC/HEIF needs the pillow-heif package", _HEIC_ADVICE)
+    return fmt
+
+
+def _output_array(photo: Photo, pixels: torch.Tensor | None, fmt: str) -> np.ndarray:
+    """The samples to encode as ``fmt``: 16 bit for a 16-bit photo into PNG/TIFF, alpha unless JPEG."""
+    bits16 = photo.bit_depth == 16 and fmt in ("PNG", "TIFF")
+    return _compose(photo, pixels, np.dtype(np.uint16 if bits16 else np.uint8), keep_alpha=fmt != "JPEG")
 
 
 def write_image(

@@ -23,6 +23,7 @@ from dslrify.errors import DslrifyError, OutputExistsError
 
 if TYPE_CHECKING:
     from dslrify.batch import Job, OnFrame, OnResult, Plan
+    from dslrify.cluster.manifest import ManifestRow
 
 try:  # recent typer carries its own copy of click
     from typer._click import exceptions as click_errors
@@ -159,6 +160,29 @@ def batch_progress(console: Console, name: str, plan: Plan) -> Iterator[tuple[On
 
         describe()
         yield on_result, on_frame
+
+
+@contextmanager
+def dataset_progress(console: Console) -> Iterator[Callable[[ManifestRow], None]]:
+    """A Ray job's progress: a count with photos/s on a terminal, and one line per failed photo (a job
+    of millions prints no line per photo; its manifest has them)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("starting the Ray job")
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        start = time.perf_counter()
+
+        def on_result(row: ManifestRow) -> None:
+            counts[row.status] += 1
+            rate = counts["done"] / max(time.perf_counter() - start, 1e-9)
+            described = ", ".join(f"{n} {status}" for status, n in counts.items())
+            progress.update(task, description=f"{described} ({rate:.2f} photos/s)")
+            if row.status == "failed":
+                say(progress.console, "failed", "red", row.error)
+
+        yield on_result
 
 
 def train_progress(console: Console) -> tuple[Any, Callable[..., None]]:
