@@ -301,7 +301,9 @@ def main() -> None:
             f"pipelined {k['pipelined']:.2f} s ({k['one_by_one'] / k['pipelined']:.2f}x)"
         )
     if a.save:
-        machine = f"{a.device}, {a.threads} threads" + (", fp16" if a.half else "")
+        import os
+
+        machine = f"{a.device}, {a.threads} threads on {os.cpu_count()} cores" + (", fp16" if a.half else "")
         Path(a.save).write_text(
             json.dumps({"machine": machine, "photo_mp": mp, "rows": rows}, indent=1) + "\n"
         )
