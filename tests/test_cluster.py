@@ -291,3 +291,35 @@ def test_ray_refuses_overwrite_and_a_uri_needs_ray(photos, tmp_path):
     assert result.exit_code == 1 and "error:" in result.output and "--overwrite" in result.output
     result = runner.invoke(app, ["enhance", str(photos), "-o", "s3://bucket/out"])
     assert result.exit_code == 1 and "add --ray" in result.output and not (tmp_path / "s3:").exists()
+
+
+def test_a_relative_checkpoint_folder_reaches_workers_that_run_elsewhere(photos, tmp_path, monkeypatch):
+    from dslrify.zoo import MODELS
+
+    for extra in list(photos.iterdir())[2:]:
+        extra.unlink()
+    here = tmp_path / "project"
+    shutil.copytree(MODELS["fast"].path, here / "mine")
+    monkeypatch.chdir(here)  # the workers were started in another folder: "mine" means nothing there
+    report = enhance_dataset([str(photos)], tmp_path / "out", model="mine", workers=1)
+    out = tmp_path / "out"
+    assert report.exit_code == 0 and photo_files(out) == expected_outputs(photos, out)
+
+
+def test_a_bad_model_is_refused_before_any_folder_is_made(photos, tmp_path):
+    from dslrify.errors import DslrifyError
+
+    with pytest.raises(DslrifyError, match="no-such-model"):
+        enhance_dataset([str(photos)], tmp_path / "new" / "out", model="no-such-model", workers=1)
+    assert not (tmp_path / "new").exists()
+
+
+def test_without_the_ray_extra_the_cli_says_what_to_install(photos, tmp_path, monkeypatch):
+    import dslrify.cluster
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if the [ray] extra were not installed
+    monkeypatch.delitem(sys.modules, "dslrify.cluster.pipeline")
+    monkeypatch.delattr(dslrify.cluster, "pipeline", raising=False)
+    result = CliRunner().invoke(app, ["enhance", "--ray", "local", str(photos), "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0, result.output
+    assert "pip install 'dslrify[ray]'" in result.output and len(result.output.strip().splitlines()) == 1

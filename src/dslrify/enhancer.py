@@ -40,9 +40,10 @@ from dslrify.raw import WHITE_BALANCES
 from dslrify.zoo import resolve_model
 
 MIN_TILE = 64
-# Pointwise models (no receptive field, so tiles are exact whatever their size) run in pieces of about
-# 1 MP: conversion, model and quantisation of a piece stay in cache. On the 12 MP photo `fast` takes
-# 1.6x the CPU time run whole (benchmarks/speed.py).
+# Pointwise models (no receptive field: a tile needs no halo, whatever its size) run in pieces of about
+# 1 MP: conversion, model and quantisation of a piece stay in cache. Run whole, `fast` takes 1.6x the CPU
+# time on the 12 MP photo. The pieces equal the whole run up to float rounding (elementwise kernels
+# round by shape): about 3 pixels in 100,000 one 8-bit level apart.
 POINTWISE_TILE = 1024
 # enhance_files decodes the next photo while the model runs, except after a photo larger than this: a
 # 61 MP RAW's model run takes up to 2.2 GB and decoding another such RAW 0.9 GB more, so the next one is
@@ -312,6 +313,8 @@ class Enhancer:
         pad = self._border(h, w)
         ph, pw = h + 2 * pad, w + 2 * pad
         if tile is None:
+            if context is None and spec.context == "thumbnail" and not pad:
+                context = model.context_from_pixels(x, self._to_float)  # as the tiled path makes it
             y = model(self._crop(x, pad, 0, ph, 0, pw), context).float().cpu()
             return finish(y[:, :, pad : pad + h, pad : pad + w] if pad else y, x).contiguous()
         tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)

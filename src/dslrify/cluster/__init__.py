@@ -45,4 +45,13 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'dslrify.cluster' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"dslrify.cluster.{_WHERE[name]}"), name)
+    try:
+        module = importlib.import_module(f"dslrify.cluster.{_WHERE[name]}")
+    except ImportError as e:  # pyarrow and ray come with the optional extra only
+        from dslrify.errors import DslrifyError
+
+        raise DslrifyError(
+            f"running on Ray needs ray[data] and pyarrow ({e.name or e} is missing)",
+            "pip install 'dslrify[ray]'",
+        ) from e
+    return getattr(module, name)

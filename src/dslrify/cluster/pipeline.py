@@ -51,6 +51,7 @@ from dslrify.errors import DslrifyError, first_line
 from dslrify.files import remove_stale_temporaries
 from dslrify.models import EnhancementModel
 from dslrify.photo import DEFAULT_MAX_PIXELS
+from dslrify.zoo import MODELS
 
 READ_CPUS = 0.25  # per read task; also what each worker leaves free of its share
 READ_BATCH = 1  # photos per read call
@@ -111,15 +112,9 @@ def enhance_dataset(
         raise DslrifyError(f"--ray-workers must be at least 1, got {workers}", "omit it to fill the cluster")
     if half and not gpus_per_worker:
         raise DslrifyError("--half needs GPU workers", "give --ray-gpus-per-worker, or drop --half")
-    start = time.perf_counter()
-    plan = plan_dataset(inputs, out, suffix=suffix, ext=ext, recursive=recursive, filesystem=filesystem)
-    outputs = {job: locate(job.dst, filesystem) for job in plan.jobs}
-    created = _prepare_folders(list(outputs.values()))
-    present = existing(outputs.values())
-    todo = [job for job in plan.jobs if outputs[job] not in present]
-    path = manifest or _default_manifest(out, filesystem)
-    report = DatasetReport(len(plan.jobs) + len(plan.refused), os.fspath(path))
-    report.earlier_outputs = plan.earlier_outputs
+    if not isinstance(model, EnhancementModel) and os.fspath(model) not in MODELS and Path(model).exists():
+        # A checkpoint folder: absolute, since workers do not run in the driver's working folder.
+        model = os.fspath(Path(model).resolve())
     settings = WorkerSettings(
         model if isinstance(model, (str, EnhancementModel)) else os.fspath(model),
         device="cuda" if gpus_per_worker else "cpu",
@@ -134,7 +129,16 @@ def enhance_dataset(
         filesystem=filesystem,
         job=secrets.token_hex(4),
     )
-    _check_settings(settings)
+    _check_settings(settings)  # before any folder or manifest is made
+    start = time.perf_counter()
+    plan = plan_dataset(inputs, out, suffix=suffix, ext=ext, recursive=recursive, filesystem=filesystem)
+    outputs = {job: locate(job.dst, filesystem) for job in plan.jobs}
+    created = _prepare_folders(list(outputs.values()))
+    present = existing(outputs.values())
+    todo = [job for job in plan.jobs if outputs[job] not in present]
+    path = manifest or _default_manifest(out, filesystem)
+    report = DatasetReport(len(plan.jobs) + len(plan.refused), os.fspath(path))
+    report.earlier_outputs = plan.earlier_outputs
     with Manifest(path) as log:
 
         def record(row: ManifestRow) -> None:
@@ -283,7 +287,11 @@ def _take(rows: Iterator[ManifestRow], reported: set[str], record: OnRow) -> Non
         if row.status == CRASHED:
             last = (row.error.strip().splitlines() or ["unexpected error"])[-1]
             record(ManifestRow(row.input, row.output, FAILED, last))
-            raise RuntimeError(f"a worker failed on {row.input} (a bug in dslrify):\n{row.error}")
+            raise RuntimeError(
+                f"a worker failed on {row.input} (a bug in dslrify; please report it with this traceback). "
+                "To finish the job meanwhile, move that photo out of the inputs and run the job again: "
+                f"it resumes.\n{row.error}"
+            )
         record(row)
 
 
@@ -304,7 +312,10 @@ def _account_for_missing(
             record(ManifestRow(job.src, job.dst, DONE))
         elif completed:
             tries = MAX_TASK_RETRIES + 1
-            reason = f"no result: its worker died on each of {tries} tries (see the Ray logs for why)"
+            reason = (
+                f"no result after {tries} tries: its worker died or its task raised (see the Ray logs); "
+                "run the job again to retry it"
+            )
             record(ManifestRow(job.src, job.dst, FAILED, f"{reason} — run the job again to retry it"))
 
 
