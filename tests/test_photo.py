@@ -1084,7 +1084,7 @@ def test_large_photo_read_and_written_within_2_gb(tmp_path, side):
     rng = np.random.default_rng(0)
     row = rng.integers(0, 256, (1, side, 3), np.uint8)
     Image.fromarray(np.repeat(row, side, 0)).save(src, quality=90)
-    env = {**os.environ, "PYTHONPATH": str(Path(photo_mod.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(photo_mod.__file__).parents[2])}
     run = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, str(src), str(tmp_path / "out.jpg")],
         capture_output=True,
