@@ -23,7 +23,7 @@ from dslrify.photo import PhotoWarning, inspect_photo, read_photo, unit_float, w
 from inputs_gen import CASES, EITHER, INVALID, Case, Valid, pattern
 
 OUTPUT_EXT = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "HEIF": ".heic"}
-# exif_transpose's operations, as Pillow names them (an implementation independent of photo.py's)
+# exif_transpose's operations, as Pillow names them (an implementation independent of dslrify.photo's)
 TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,

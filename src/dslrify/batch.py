@@ -30,7 +30,7 @@ from dslrify.video import VIDEO_FORMATS, is_video
 if TYPE_CHECKING:
     from dslrify.enhancer import Enhancer
 
-#: ``--ext`` takes any extension photo.py knows (jpg, jpeg, tif, tiff, ...), with or without the dot.
+#: ``--ext`` takes any extension dslrify.photo knows (jpg, jpeg, tif, tiff, ...), with or without the dot.
 SAME_EXTENSION = "same"
 
 

@@ -1,6 +1,6 @@
 """3D LUT files: Adobe/Resolve ``.cube`` text and Hald CLUT images, read and written.
 
-These are not photos, so they live here rather than in ``photo.py`` (which owns photo formats); a Hald
+These are not photos, so they live here rather than in ``dslrify.photo`` (which owns photo formats); a Hald
 CLUT is an image, though, so its pixels still go through ``photo.read_photo`` / ``photo.write_photo``
 (16-bit PNG, atomic), and ``.cube`` text through ``files.atomic_path``.
 

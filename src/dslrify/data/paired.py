@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from dslrify.errors import DataError, PhotoError
 from dslrify.photo import SUPPORTED_EXTENSIONS, read_rgb
 
-#: File name endings taken as images (compared lower-case): the formats photo.py reads, as everywhere.
+#: File name endings taken as images (compared lower-case): the formats dslrify.photo reads, as everywhere.
 IMAGE_SUFFIXES = tuple(SUPPORTED_EXTENSIONS)
 
 
