@@ -377,3 +377,23 @@ def test_a_look_on_video_frames_runs_natively(tmp_path, tinted_look, monkeypatch
         assert torch.equal(y, tinted_look.apply(x))
     out = Enhancer(tinted_look.model(), device="cpu").enhance_video(src, tmp_path / "out.mp4")
     assert out.stat().st_size > 0
+
+
+def test_fit_look_takes_folders_and_globs_as_dslrify_enhance_finds_photos(tmp_path):
+    from dslrify.errors import PhotoError
+
+    for i, x in enumerate(scenes(5, 3)):
+        folder = tmp_path / ("fit" if i < 3 else "check")
+        folder.mkdir(exist_ok=True)
+        Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
+            folder / f"{i}.png"
+        )
+    (tmp_path / "fit" / "notes.txt").write_text("not a photo")
+    look = fit_look(
+        [tmp_path / "fit"], Graded(), size=9, check=[str(tmp_path / "check" / "*.png")], device="cpu"
+    )
+    assert look.fit is not None and look.fit.fitted.photos == 3
+    assert look.fit.check is not None and look.fit.check.photos == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PhotoError, match="no photos"):
+        fit_look([tmp_path / "empty"], Graded(), size=9, device="cpu")

@@ -273,7 +273,9 @@ def _look_engine(path: Path, model: str, backend: str | None) -> Any:
 @app.command("look")
 @friendly
 def look_cmd(
-    photos: Annotated[list[Path], typer.Argument(help="Photos whose look to fit.", show_default=False)],
+    photos: Annotated[
+        list[Path], typer.Argument(help="Photos (or folders, globs) whose look to fit.", show_default=False)
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="LUT file to write: .cube or .png (Hald).")],
     model: Annotated[
         str, typer.Option("--model", "-m", help="Model name (see `dslrify models`) or checkpoint folder.")
@@ -292,7 +294,10 @@ def look_cmd(
     ] = 1.0,
     check: Annotated[
         list[Path] | None,
-        typer.Option("--check", help="Photo to measure the fit on, not fitted (repeatable)."),
+        typer.Option(
+            "--check",
+            help="Photo, folder or quoted glob to measure the fit on, not fitted (one per --check).",
+        ),
     ] = None,
     device: Annotated[str, typer.Option(callback=_device, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:

@@ -83,6 +83,24 @@ class FitReport:
         return lines
 
 
+def photo_list(sources: Sequence[PhotoSource]) -> list[PhotoSource]:
+    """``sources`` with every folder or glob pattern replaced by its photos (``dslrify enhance``'s rules:
+    no subfolders, no videos); files and tensors as they are. A name that finds nothing is refused."""
+    from dslrify.batch import collect_inputs
+    from dslrify.video import is_video
+
+    out: list[PhotoSource] = []
+    for source in sources:
+        if isinstance(source, torch.Tensor):
+            out.append(source)
+            continue
+        found = collect_inputs([os.fspath(source)], recursive=False, suffix="")
+        if found.refused:
+            raise found.refused[0]
+        out.extend(photo for photo, _ in found.found if not is_video(photo))
+    return out
+
+
 def fit_look(
     photos: Sequence[PhotoSource],
     model: str | os.PathLike[str] | EnhancementModel | Enhancer = "default",
@@ -97,10 +115,12 @@ def fit_look(
     """Fit ``model``'s transform on ``photos`` (paths, or (1, 3, H, W) tensors in [0, 1]) as a Look.
 
     ``model``: a model name, checkpoint folder, ``EnhancementModel`` or ``Enhancer``. ``check``: photos
-    to measure the fit error on, not fitted. ``on_photo(name)`` is called before each photo is run.
+    to measure the fit error on, not fitted. A path may also be a folder or a glob pattern (its photos,
+    as ``dslrify enhance`` finds them). ``on_photo(name)`` is called before each photo is run.
     """
     from dslrify.enhancer import Enhancer  # noqa: F811 - at run time, lazily (it imports the model zoo)
 
+    photos, check = photo_list(photos), photo_list(check)
     if not photos:
         raise DslrifyError("fit_look needs at least one photo", "give the photos whose look you want")
     check_cube_size(size)
