@@ -312,17 +312,16 @@ class Enhancer:
         h, w = x.shape[-2:]
         pad = self._border(h, w)
         ph, pw = h + 2 * pad, w + 2 * pad
+        if context is None and spec.context == "thumbnail" and not pad:
+            # From the native pixels, whole or tiled alike: a thumbnail is made band by band, a sample
+            # converts only itself. (A caller may give its own: a video frame's smoothed context.)
+            context = model.context_from_pixels(x, self._to_float)
         if tile is None:
-            if context is None and spec.context == "thumbnail" and not pad:
-                context = model.context_from_pixels(x, self._to_float)  # as the tiled path makes it
             y = model(self._crop(x, pad, 0, ph, 0, pw), context).float().cpu()
             return finish(y[:, :, pad : pad + h, pad : pad + w] if pad else y, x).contiguous()
         tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
         if context is not None:
-            pass  # given by the caller (a video frame's smoothed context)
-        elif spec.context == "thumbnail" and not pad:
-            # From the native pixels: a thumbnail is made band by band, a sample converts only itself.
-            context = model.context_from_pixels(x, self._to_float)
+            pass  # given by the caller, or made above
         elif spec.context == "thumbnail":
             context = model.compute_context(self._crop(x, pad, 0, ph, 0, pw))  # it shrinks it itself
         elif spec.context == "moments":

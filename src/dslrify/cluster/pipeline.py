@@ -199,16 +199,7 @@ def ray_session(address: str | None) -> Iterator[Any]:
 def _check_settings(settings: WorkerSettings) -> None:
     """Refuse a bad model or option here, in one line, rather than in every worker of the cluster: an
     Enhancer is made once on this machine's CPU (the workers' device is theirs to check)."""
-    from dslrify.enhancer import Enhancer
-
-    Enhancer(
-        settings.model,
-        device="cpu",
-        tile=settings.tile,
-        strength=settings.strength,
-        max_pixels=settings.max_pixels,
-        raw_wb=settings.raw_wb,
-    )
+    settings.enhancer(on_driver=True)
     if not 1 <= settings.quality <= 100:
         raise DslrifyError(f"quality must be 1 to 100, got {settings.quality}", "JPEG/WebP quality, e.g. 95")
 

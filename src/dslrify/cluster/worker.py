@@ -12,7 +12,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -21,6 +21,9 @@ from dslrify.cluster.storage import exists, locate, put_new
 from dslrify.errors import DslrifyError, OutputExistsError, PhotoError
 from dslrify.models import EnhancementModel
 from dslrify.photo import DEFAULT_MAX_PIXELS, encode_photo, read_photo_bytes, write_photo
+
+if TYPE_CHECKING:
+    from dslrify.enhancer import Enhancer
 
 #: One row per photo: the manifest's fields (``src``/``dst`` become ``input``/``output`` there).
 COLUMNS = ("src", "dst", "status", "error", "seconds", "worker")
@@ -46,6 +49,23 @@ class WorkerSettings:
     filesystem: pafs.FileSystem | None = None
     job: str = "job"  # names this job's temporaries (storage.put_new)
 
+    def enhancer(self, on_driver: bool = False) -> Enhancer:
+        """The Enhancer these settings describe. ``on_driver``: made only to check them, on the driver's
+        CPU, leaving the thread count and fp16 (the workers' device) to the workers."""
+        from dslrify.enhancer import Enhancer  # torch loads in the actor, not where the job is planned
+
+        return Enhancer(
+            self.model,
+            device="cpu" if on_driver else self.device,
+            tile=self.tile,
+            strength=self.strength,
+            threads=None if on_driver else self.threads,
+            max_pixels=self.max_pixels,
+            half=False if on_driver else self.half,
+            allow_truncated=self.allow_truncated,
+            raw_wb=self.raw_wb,
+        )
+
 
 class EnhanceWorker:
     """A Ray Data actor: loads the model once, then decodes, enhances, encodes and writes its photos.
@@ -56,20 +76,8 @@ class EnhanceWorker:
     """
 
     def __init__(self, settings: WorkerSettings) -> None:
-        from dslrify.enhancer import Enhancer  # torch loads in the actor, not where the job is planned
-
         self.settings = settings
-        self.enhancer = Enhancer(
-            settings.model,
-            device=settings.device,
-            tile=settings.tile,
-            strength=settings.strength,
-            threads=settings.threads,
-            max_pixels=settings.max_pixels,
-            half=settings.half,
-            allow_truncated=settings.allow_truncated,
-            raw_wb=settings.raw_wb,
-        )
+        self.enhancer = settings.enhancer()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
