@@ -30,6 +30,7 @@ SMALL_ARGS: dict[str, dict] = {
     "ppcn-teacher": {},
     "ppcn-student": {},
     "guided": {"context_size": 48, "radius": 2},
+    "detail": {"base_args": {"context_size": 48, "radius": 2}, "width": 4, "layers": 2},
     "xia2018": {"channels": 8, "blocks": 2},
     "matched": {"base": "ppcn-student", "highlight_knee": 0.8},
 }

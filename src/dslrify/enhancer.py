@@ -40,11 +40,12 @@ from dslrify.raw import WHITE_BALANCES
 from dslrify.zoo import resolve_model
 
 MIN_TILE = 64
-# Pointwise models (no receptive field: a tile needs no halo, whatever its size) run in pieces of about
-# 1 MP: conversion, model and quantisation of a piece stay in cache. Run whole, `fast` takes 1.6x the CPU
-# time on the 12 MP photo. The pieces equal the whole run up to float rounding (elementwise kernels
-# round by shape): about 3 pixels in 100,000 one 8-bit level apart.
+# Pointwise and nearly pointwise models (a receptive field of at most LOCAL_FIELD pixels: a tile needs
+# little or no halo) run in pieces of about 1 MP: conversion, model and quantisation of a piece stay in
+# cache. Run whole, `fast` takes 1.6x the CPU time on the 12 MP photo. The pieces equal the whole run up
+# to float rounding (elementwise kernels round by shape): about 3 pixels in 100,000 one 8-bit level apart.
 POINTWISE_TILE = 1024
+LOCAL_FIELD = 8
 # enhance_files decodes the next photo while the model runs, except after a photo larger than this: a
 # 61 MP RAW's model run takes up to 2.2 GB and decoding another such RAW 0.9 GB more, so the next one is
 # decoded once the model is done (overlapping the encoding only). Peak RSS then stays under 2.5 GB.
@@ -287,7 +288,7 @@ class Enhancer:
             return None
         if self.tile is not None:
             return self.tile if max(height, width) > self.tile else None
-        if spec.receptive_field == 0 and spec.context != "moments":
+        if spec.receptive_field <= LOCAL_FIELD and spec.context != "moments":
             return POINTWISE_TILE if max(height, width) > POINTWISE_TILE else None
         if height * width <= self._pixel_budget(whole=True):
             return None

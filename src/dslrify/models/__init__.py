@@ -11,6 +11,7 @@ from torch import nn
 
 from dslrify.errors import ModelError
 from dslrify.models.base import ContextInstanceNorm, EnhancementModel, ModelSpec, MomentsContext
+from dslrify.models.detail import DetailEnhancer
 from dslrify.models.discriminator import PatchDiscriminator
 from dslrify.models.dped import DPEDDiscriminator, DPEDGenerator
 from dslrify.models.guided import GuidedEnhancer
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "ppcn-student": PPCNStudent,
     "patchgan": PatchDiscriminator,
     "guided": GuidedEnhancer,
+    "detail": DetailEnhancer,
     "xia2018": Xia2018Generator,
     "matched": MatchedEnhancer,
 }

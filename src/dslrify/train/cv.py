@@ -31,7 +31,10 @@ def run_cv(
     out: str | Path | None = None,
     on_event: Event | None = None,
 ) -> dict[str, Any]:
-    """Train one run per fold under ``out`` (default ``runs/NAME-cv-DATE``); write and return ``cv.json``."""
+    """Train one run per fold under ``out`` (default ``runs/NAME-cv-DATE``); write and return ``cv.json``.
+
+    ``overrides`` apply to every fold, with ``{fold}`` replaced by the fold's number.
+    """
     if folds < 2:
         raise DslrifyError(f"--folds must be at least 2, got {folds}")
     base = load_config(config_path, overrides)
@@ -45,7 +48,10 @@ def run_cv(
             f"run.dir={root / f'fold{fold}'}",
             "data.val_split=holdout",
         ]
-        config = load_config(config_path, [*(overrides or []), *extra])
+        # "{fold}" in an override names this fold: a second stage starts from the same fold's first stage
+        # (model.init=runs/cv-base/fold{fold}/last), so no stage ever saw the held-out pairs.
+        per_fold = [o.replace("{fold}", str(fold)) for o in overrides or []]
+        config = load_config(config_path, [*per_fold, *extra])
         if on_event:
             on_event("fold", fold=fold, folds=folds)
         trainer = Trainer(config, on_event=on_event)
@@ -82,7 +88,12 @@ PROTOCOL = (
     "(8-bit protocol) at the best validation step ('best', optimistic) and at the last step ('final')"
 )
 FOLDS = 3
-SHIPPED = {"default": "H", "paper": "A", "fast": "fast-guided"}  # shipped model -> its candidate
+SHIPPED = {
+    "default": "default-detail",
+    "full": "H",
+    "paper": "A",
+    "fast": "fast-guided",
+}  # shipped model -> its candidate
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,0 +1,196 @@
+"""The `detail` architecture (a full-resolution detail path on a thumbnail model) and the training
+features its recipe needs: learning-rate factors by prefix, a pure distillation stage, per-fold
+second stages in cross-validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dslrify.checkpoint import load_checkpoint, save_checkpoint
+from dslrify.enhancer import POINTWISE_TILE, Enhancer
+from dslrify.errors import DataError, DslrifyError
+from dslrify.models import build_model
+from dslrify.models.detail import DetailEnhancer, DetailPath
+from dslrify.train.config import load_config
+from dslrify.train.cv import run_cv
+from dslrify.train.sampling import StepBatchSampler
+from dslrify.train.trainer import Trainer
+from test_train import pairs_root, write_config  # noqa: F401 - the module fixture is used below
+
+GUIDED = {"base": "ppcn-student", "context_size": 32, "radius": 1}
+
+
+def detail_model(width: int = 4, layers: int = 2, seed: int = 0, trained: bool = True) -> DetailEnhancer:
+    torch.manual_seed(seed)
+    model = DetailEnhancer("guided", GUIDED, width=width, layers=layers)
+    if trained:  # a detail path that does something (a fresh one is the identity on the base)
+        with torch.no_grad():
+            for p in model.detail.parameters():
+                p.normal_(0, 0.2)
+    return model.eval()
+
+
+def photo(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    noise = torch.rand(1, 3, h, w, generator=g)
+    return (torch.stack([xx, yy, xx * yy])[None] * 0.6 + 0.4 * noise).clamp(0, 1)
+
+
+def test_a_fresh_detail_path_is_the_base_itself():
+    model = detail_model(trained=False)
+    x = photo(40, 56)
+    assert torch.equal(model(x), model.net(x))
+
+
+def test_shape_range_and_the_declared_cost():
+    model = detail_model(width=8, layers=3)
+    assert model.detail.macs_per_pixel() == 6 * 8 * 9 + 8 * 8 * 9 + 8 * 3 * 9 == 1224
+    assert model.spec.receptive_field == 3 and model.spec.context == "thumbnail" and model.spec.needs_origin
+    for h, w in ((40, 56), (2, 3), (1, 1)):  # too small to reflect: replicated edges
+        with torch.no_grad():
+            y = model(photo(h, w))
+        assert y.shape == (1, 3, h, w) and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_inference_and_autograd_paths_give_the_same_numbers():
+    """Outside autograd the path runs channels-last with in-place activations; in training it does not."""
+    model = detail_model(width=8, layers=3)
+    x = photo(50, 70)
+    with torch.inference_mode():
+        fast = model(x)
+    slow = model(x.clone().requires_grad_(True))
+    assert float((fast - slow.detach()).abs().max()) <= 1e-6
+
+
+def test_gradients_of_the_detail_path_are_correct():
+    path = DetailPath(width=3, layers=2).double()
+    with torch.no_grad():
+        for p in path.parameters():
+            p.normal_(0, 0.3)
+    x = torch.rand(1, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+    y0 = torch.rand(1, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(path, (x, y0))
+
+
+def test_tiles_with_the_declared_halo_give_the_whole_photo_result_at_the_edges_too():
+    model = detail_model(width=8, layers=3)
+    x = photo(150, 210)
+    whole = Enhancer(model, device="cpu", tile=0, borders="zero").enhance_tensor(x)
+    tiled = Enhancer(model, device="cpu", tile=48, borders="zero").enhance_tensor(x)
+    assert float((tiled - whole).abs().max()) <= 1e-5
+    # The detail path really acts near the photo's edges, so the check covers its own padding.
+    base = Enhancer(model.net, device="cpu", tile=0).enhance_tensor(x)
+    assert float((whole - base)[..., :, :2].abs().max()) > 0.01
+
+
+def test_large_photos_run_in_one_megapixel_pieces():
+    enhancer = Enhancer(detail_model(), device="cpu", borders="zero")
+    enhancer.enhance_tensor(photo(POINTWISE_TILE + 40, 300))
+    assert enhancer.last_tile == POINTWISE_TILE
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="layers >= 1"):
+        DetailEnhancer("guided", GUIDED, layers=0)
+    with pytest.raises(ValueError, match="instance-norm"):
+        DetailEnhancer("ppcn-student")
+    with pytest.raises(ValueError, match="not a detail one"):
+        DetailEnhancer("detail", {"base_args": GUIDED})
+
+
+def test_starts_from_the_base_or_from_the_network_inside_it(tmp_path):
+    torch.manual_seed(1)
+    student = build_model("ppcn-student")
+    guided = build_model("guided", GUIDED)
+    model = DetailEnhancer("guided", GUIDED)
+    assert model.init_from(student, {"architecture": "ppcn-student", "args": {}})
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.net.net.parameters(), student.parameters(), strict=True)
+    )
+    assert model.init_from(guided, {"architecture": "guided", "args": GUIDED})
+    assert all(torch.equal(a, b) for a, b in zip(model.net.parameters(), guided.parameters(), strict=True))
+    assert not model.init_from(student, {"architecture": "unet", "args": {}})
+
+
+# -- training features used by the recipe ------------------------------------------------------------
+def test_lr_scale_gives_a_prefix_its_own_learning_rate(tmp_path, pairs_root):  # noqa: F811
+    path = write_config(tmp_path, pairs_root)
+    trainer = Trainer(load_config(path, ['optim.lr_scale={"up.": 10}']))
+    rates = sorted(g["lr"] for g in trainer.opt.param_groups)
+    assert rates == pytest.approx([0.003, 0.03])
+    scaled = next(g for g in trainer.opt.param_groups if g["lr"] == pytest.approx(0.03))
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    assert scaled["params"] and all(names[id(p)].startswith("up.") for p in scaled["params"])
+    with pytest.raises(DslrifyError, match="matches no trained parameter"):
+        Trainer(load_config(path, ['optim.lr_scale={"nothing.": 10}']))
+
+
+def test_a_batch_of_unpaired_photos_only_is_a_distillation_stage():
+    sampler = StepBatchSampler(10, 4, 0, 0, 2, n_unpaired=5, unpaired_share=1.0)
+    assert {k[2] for batch in sampler for k in batch} == {1}  # every slot from the unpaired photos
+    with pytest.raises(DataError, match="no slot for the real pairs"):
+        StepBatchSampler(10, 4, 0, 0, 2, n_clean=5, identity_share=1.0)
+
+
+def test_cross_validation_starts_each_folds_second_stage_from_that_fold(tmp_path, pairs_root):  # noqa: F811
+    first = write_config(tmp_path / "a", pairs_root, max_steps=2)
+    run_cv(first, folds=2, out=tmp_path / "cv1")
+    second = write_config(tmp_path / "b", pairs_root, max_steps=1)
+    summary = run_cv(second, folds=2, overrides=[f"model.init={tmp_path / 'cv1'}/fold{{fold}}/last"])
+    starts = [json.loads((Path(f["run_dir"]) / "last" / "config.json").read_text()) for f in summary["folds"]]
+    assert [c["training"]["config"]["model"]["init"] for c in starts] == [
+        f"{tmp_path / 'cv1'}/fold{k}/last" for k in (0, 1)
+    ]
+
+
+def test_the_shipped_recipe_trains_a_detail_model_from_a_guided_checkpoint(tmp_path, pairs_root):  # noqa: F811
+    torch.manual_seed(2)
+    base_dir = save_checkpoint(tmp_path / "guided", build_model("guided", GUIDED), "guided", GUIDED)
+    args = {"base": "guided", "base_args": GUIDED, "width": 4, "layers": 2}
+    overrides = [
+        "model.architecture=detail",
+        f"model.args={json.dumps(args)}",
+        f"model.init={base_dir}",
+        "model.freeze=net.",
+        "run.max_steps=2",
+    ]
+    trainer = Trainer(load_config(write_config(tmp_path, pairs_root), overrides))
+    assert all(not p.requires_grad for p in trainer.model.net.parameters())
+    trainer.fit()
+    model, cfg = load_checkpoint(tmp_path / "run" / "last")
+    assert isinstance(model, DetailEnhancer) and cfg["args"] == args
+    guided, _ = load_checkpoint(base_dir)
+    assert all(torch.equal(a, b) for a, b in zip(model.net.parameters(), guided.parameters(), strict=True))
+    assert float(model.detail.convs[-1].weight.detach().abs().sum()) > 0  # the detail path learned
+
+
+# -- the shipped default ---------------------------------------------------------------------------------
+def test_shipped_default_keeps_fulls_quality_and_does_its_pixel_level_work(shared_data: Path):
+    """Part 11's promise on real data: `default` scores like `full` on DPED's test pairs (well above
+    `fast`'s SSIM), and on a whole phone photo its detail is closer to `full`'s than `fast`'s is."""
+    import kornia
+
+    from dslrify.data import open_pairs
+    from dslrify.metrics import psnr, quantize_8bit, ssim
+    from dslrify.photo import read_photo
+
+    pairs = open_pairs(shared_data / "dped", "iphone", split="test")
+    x, y = (torch.stack(t) for t in zip(*(pairs[i] for i in range(len(pairs))), strict=True))
+    runs = {name: Enhancer(name, device="cpu") for name in ("default", "full", "fast")}
+    out = {name: quantize_8bit(e.enhance_tensor(x)) for name, e in runs.items()}
+    score = {name: (float(psnr(o, y).mean()), float(ssim(o, y).mean())) for name, o in out.items()}
+    assert score["default"][0] > score["full"][0] - 0.1
+    assert score["default"][1] > score["fast"][1] + 0.005
+
+    def high_pass(t: torch.Tensor) -> torch.Tensor:
+        return t - kornia.filters.gaussian_blur2d(t, (13, 13), (2.0, 2.0), border_type="reflect")
+
+    phone = read_photo(shared_data / "phone-photos" / "3.jpg").pixels
+    whole = {name: high_pass(quantize_8bit(e.enhance_tensor(phone))) for name, e in runs.items()}
+    detail = {name: float(psnr(whole[name], whole["full"])) for name in ("default", "fast")}
+    assert detail["default"] > detail["fast"] + 2.0
