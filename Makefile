@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # (CUDA, several GB) torch. Override on a machine where you want another build: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-slow lint install dev clean retrain retrain-default retrain-fast retrain-paper ship-weights
+.PHONY: demo test test-slow lint install dev clean retrain retrain-default retrain-balanced retrain-fast retrain-paper ship-weights
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,12 +51,12 @@ RETRAIN   := DSLRIFY=$(BIN)/dslrify scripts/retrain.sh --device $(DEVICE) --runs
 retrain: install
 	$(RETRAIN) all
 
-retrain-default retrain-fast retrain-paper: install
+retrain-default retrain-balanced retrain-fast retrain-paper: install
 	$(RETRAIN) $(@:retrain-%=%)
 
-# Replace the shipped weights by the retrained ones (each of default/fast/paper found in $(RETRAINED)).
+# Replace the shipped weights by the retrained ones (each of default/balanced/fast/paper found in $(RETRAINED)).
 ship-weights:
-	@for m in default fast paper; do \
+	@for m in default balanced fast paper; do \
 	    if [ -f $(RETRAINED)/$$m/model.safetensors ]; then \
 	        cp $(RETRAINED)/$$m/model.safetensors $(RETRAINED)/$$m/config.json src/dslrify/weights/$$m/ && \
 	        echo "replaced src/dslrify/weights/$$m by $(RETRAINED)/$$m"; \

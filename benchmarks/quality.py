@@ -137,12 +137,13 @@ def main() -> None:
             out = metrics.quantize_8bit(model(canon).float())
             psnr, ssim = float(metrics.psnr(out, canon).mean()), float(metrics.ssim(out, canon).mean())
             print(f"  {name:<14} {psnr:6.2f} / {ssim:.4f}")
-    d = result.compare("default", "dped-official")
-    print(
-        f"default − dped-official (paired, 95% CI): PSNR {d['psnr'].mean:+.2f} ({d['psnr'].low:+.2f} to "
-        f"{d['psnr'].high:+.2f}) dB, SSIM {d['ssim'].mean:+.4f} "
-        f"({d['ssim'].low:+.4f} to {d['ssim'].high:+.4f})"
-    )
+    for a_, b_ in (("default", "dped-official"), ("balanced", "default"), ("fast", "default")):
+        d = result.compare(a_, b_)
+        print(
+            f"{a_} − {b_} (paired, 95% CI): PSNR {d['psnr'].mean:+.2f} ({d['psnr'].low:+.2f} to "
+            f"{d['psnr'].high:+.2f}) dB, SSIM {d['ssim'].mean:+.4f} "
+            f"({d['ssim'].low:+.4f} to {d['ssim'].high:+.4f})"
+        )
     if a.json:
         a.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
     if a.pictures:

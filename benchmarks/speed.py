@@ -35,6 +35,7 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTO = SHARED / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
+WARM_AGAIN_S = 10.0  # a model faster than this on the photo is also timed on a second, warm call
 REFERENCES = {  # name -> (importer, checkpoint prefix)
     "dped (architecture)": ("dped", SHARED / "dped-checkpoints/iphone_orig"),
     "ppcn-teacher": ("ppcn", SHARED / "ppcn-checkpoints/teacher.ckpt"),
@@ -106,7 +107,13 @@ def child_file(spec: str, photo: str, device: str, repeats: int) -> dict:
             start = time.perf_counter()
             enhancer.enhance_file(photo, Path(tmp) / f"out{i}.jpg")
             times.append(time.perf_counter() - start)
-    warm = times[1:] if repeats >= 2 else times
+        if repeats < 2 and times[0] < WARM_AGAIN_S:
+            # A model that takes seconds is timed once more, warm: its first whole-photo call also pays
+            # the one-off costs of its tiles (oneDNN builds a kernel for every new tile shape).
+            start = time.perf_counter()
+            enhancer.enhance_file(photo, Path(tmp) / "again.jpg")
+            times.append(time.perf_counter() - start)
+    warm = times[1:] if len(times) > 1 else times
     return {"seconds": min(warm), "cold": times[0], "peak": _peak()}
 
 
@@ -221,7 +228,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--half", action="store_true", help="fp16 autocast (CUDA)")
     ap.add_argument("--photo", default=str(PHOTO))
-    ap.add_argument("--models", nargs="+", default=["fast", "default", "paper", *REFERENCES])
+    ap.add_argument("--models", nargs="+", default=["fast", "balanced", "default", "paper", *REFERENCES])
     ap.add_argument("--fast", default="fast", help="which of --models is the fast model (name or folder)")
     ap.add_argument("--video", type=int, default=1080, help="height of the video row's clip (0: no row)")
     ap.add_argument("--video-frames", type=int, default=72)

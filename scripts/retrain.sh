@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Retrain the shipped models (default, fast, paper) from ../shared/data with the dslrify CLI alone.
+# Retrain the shipped models (default, balanced, fast, paper) from ../shared/data with the dslrify CLI alone.
 #
-#   scripts/retrain.sh [--device auto|cpu|cuda] [--runs DIR] [--out DIR] MODEL...   (MODEL: default fast paper all)
+#   scripts/retrain.sh [--device auto|cpu|cuda] [--runs DIR] [--out DIR] MODEL...   (MODEL: default balanced fast paper all)
 #
 # Each model is trained into RUNS/MODEL (a normal `dslrify train` run folder) and its checkpoint
 # (model.safetensors + config.json: `best` when the recipe validates, else `last`) is copied to OUT/MODEL.
@@ -10,7 +10,9 @@
 # Recipes are the model cards' (docs/models/*.md). default and fast have two stages: the network
 # (configs/NAME-base.yaml), then the quality gate around it (configs/NAME.yaml), which also trains on clean
 # photos: CLEAN (default RUNS/mate-backgrounds; fetched with apt-get download mate-backgrounds when
-# absent). Times on a 2-core CPU: default ~10 min, fast ~15 min, paper ~2 h (one H100: minutes).
+# absent). balanced has three: fast's network (configs/fast-base.yaml), a detail path distilled on
+# phone photos 10-99 of DATA/phone-photos (configs/balanced-detail.yaml), the gate (configs/balanced.yaml).
+# Times on a 2-core CPU: default ~10 min, balanced ~12 min, fast ~15 min, paper ~2 h (one H100: minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."  # relative paths (configs/, --runs, --out, DATA) start at the repository root
 
@@ -25,14 +27,14 @@ while [ $# -gt 0 ]; do
         --device) device=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        all) models+=(default fast paper); shift ;;
-        default | fast | paper) models+=("$1"); shift ;;
-        -h | --help) sed -n '2,11p' "$0" | cut -c3-; exit 0 ;;
-        *) echo "error: unknown argument '$1' (models: default fast paper all)" >&2; exit 2 ;;
+        all) models+=(default balanced fast paper); shift ;;
+        default | balanced | fast | paper) models+=("$1"); shift ;;
+        -h | --help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
+        *) echo "error: unknown argument '$1' (models: default balanced fast paper all)" >&2; exit 2 ;;
     esac
 done
 if [ ${#models[@]} -eq 0 ]; then
-    echo "error: name the models to retrain: default fast paper (or all)" >&2
+    echo "error: name the models to retrain: default balanced fast paper (or all)" >&2
     exit 2
 fi
 if [ ! -d "$DATA/dped" ]; then
@@ -48,7 +50,7 @@ esac
 teacher=$runs/ppcn-teacher
 clean=${CLEAN:-$runs/mate-backgrounds}
 common=(--set "data.root=$DATA/dped" --set "run.device=$device")
-# default and fast start from PPCN's released teacher and use it to blend the targets.
+# default, balanced and fast start from PPCN's released teacher and use it to blend the targets.
 with_teacher=(--set "model.init=$teacher" --set "data.teacher=$teacher")
 
 for model in "${models[@]}"; do
@@ -62,7 +64,7 @@ for model in "${models[@]}"; do
     fi
     start=$(date +%s)
     case $model in
-        default | fast)
+        default | balanced | fast)
             if [ -z "$(ls "$clean" 2>/dev/null)" ]; then  # clean photos for the gate's identity patches
                 mkdir -p "$clean" "$runs/mate"
                 (cd "$runs/mate" && apt-get download mate-backgrounds >/dev/null && dpkg -x mate-backgrounds_*.deb .) || {
@@ -72,8 +74,23 @@ for model in "${models[@]}"; do
                 }
                 cp "$runs"/mate/usr/share/backgrounds/mate/nature/*.jpg "$clean/"
             fi
-            "$DSLRIFY" train "configs/$model-base.yaml" "${common[@]}" "${with_teacher[@]}" --set "run.dir=$run-base"
-            "$DSLRIFY" train "configs/$model.yaml" "${common[@]}" --set "model.init=$run-base/last" \
+            network=$run-base
+            if [ "$model" = balanced ]; then  # fast's network, then the detail path distilled on phone photos
+                phones=$runs/phone-photos-10-99
+                if [ ! -f "$DATA/phone-photos/99.jpg" ]; then
+                    echo "error: $DATA/phone-photos/10.jpg ... 99.jpg not found (the detail path's distillation photos)" >&2
+                    exit 2
+                fi
+                mkdir -p "$phones"
+                for i in $(seq 10 99); do ln -sf "$(realpath "$DATA/phone-photos/$i.jpg")" "$phones/"; done
+                "$DSLRIFY" train configs/fast-base.yaml "${common[@]}" "${with_teacher[@]}" --set "run.dir=$run-base"
+                "$DSLRIFY" train configs/balanced-detail.yaml "${common[@]}" --set "model.init=$run-base/last" \
+                    --set "data.teacher=$teacher" --set "data.unpaired_root=$phones" --set "run.dir=$run-detail"
+                network=$run-detail
+            else
+                "$DSLRIFY" train "configs/$model-base.yaml" "${common[@]}" "${with_teacher[@]}" --set "run.dir=$run-base"
+            fi
+            "$DSLRIFY" train "configs/$model.yaml" "${common[@]}" --set "model.init=$network/last" \
                 --set "data.clean_root=$clean" --set "run.dir=$run" ;;
         paper)
             # The shipped weights: the `best` step (400) of a 4000-step cosine schedule, batch 32.

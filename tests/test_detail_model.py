@@ -169,10 +169,10 @@ def test_the_shipped_recipe_trains_a_detail_model_from_a_guided_checkpoint(tmp_p
     assert float(model.detail.convs[-1].weight.detach().abs().sum()) > 0  # the detail path learned
 
 
-# -- the shipped default ---------------------------------------------------------------------------------
-def test_shipped_default_keeps_fulls_quality_and_does_its_pixel_level_work(shared_data: Path):
-    """Part 11's promise on real data: `default` scores like `full` on DPED's test pairs (well above
-    `fast`'s SSIM), and on a whole phone photo its detail is closer to `full`'s than `fast`'s is."""
+# -- the shipped balanced model ---------------------------------------------------------------------------
+def test_shipped_balanced_keeps_defaults_psnr_and_does_more_pixel_level_work_than_fast(shared_data: Path):
+    """Part 11's figures on real data: `balanced` scores like `default` on DPED's test pairs (well above
+    `fast`'s SSIM), and on a whole phone photo its detail is closer to `default`'s than `fast`'s is."""
     import kornia
 
     from dslrify.data import open_pairs
@@ -181,16 +181,16 @@ def test_shipped_default_keeps_fulls_quality_and_does_its_pixel_level_work(share
 
     pairs = open_pairs(shared_data / "dped", "iphone", split="test")
     x, y = (torch.stack(t) for t in zip(*(pairs[i] for i in range(len(pairs))), strict=True))
-    runs = {name: Enhancer(name, device="cpu") for name in ("default", "full", "fast")}
+    runs = {name: Enhancer(name, device="cpu") for name in ("balanced", "default", "fast")}
     out = {name: quantize_8bit(e.enhance_tensor(x)) for name, e in runs.items()}
     score = {name: (float(psnr(o, y).mean()), float(ssim(o, y).mean())) for name, o in out.items()}
-    assert score["default"][0] > score["full"][0] - 0.1
-    assert score["default"][1] > score["fast"][1] + 0.005
+    assert score["balanced"][0] > score["default"][0] - 0.3
+    assert score["balanced"][1] > score["fast"][1] + 0.005
 
     def high_pass(t: torch.Tensor) -> torch.Tensor:
         return t - kornia.filters.gaussian_blur2d(t, (13, 13), (2.0, 2.0), border_type="reflect")
 
     phone = read_photo(shared_data / "phone-photos" / "3.jpg").pixels
     whole = {name: high_pass(quantize_8bit(e.enhance_tensor(phone))) for name, e in runs.items()}
-    detail = {name: float(psnr(whole[name], whole["full"])) for name in ("default", "fast")}
-    assert detail["default"] > detail["fast"] + 2.0
+    detail = {name: float(psnr(whole[name], whole["default"])) for name in ("balanced", "fast")}
+    assert detail["balanced"] > detail["fast"] + 2.0

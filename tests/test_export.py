@@ -197,3 +197,15 @@ def test_shipped_fast_model_exports_and_matches_at_640x480_and_1280x720(tmp_path
     assert max(report.max_abs_diff.values()) <= 1e-4
     # Below the thumbnail size the graph resamples too (PyTorch takes its no-resampling shortcut).
     assert max(check_parity(tmp_path / "fast.onnx", model, sizes=((100, 100),)).values()) <= 1e-4
+
+
+def test_shipped_balanced_model_exports_and_matches(tmp_path):
+    """The detail path (reflect padding, unpadded convolutions) on the guided graph with its mirrored
+    thumbnail border, vs PyTorch."""
+    from dslrify.zoo import load_model
+
+    model = load_model("balanced")
+    report = export_onnx(model, tmp_path / "balanced.onnx", sizes=((480, 640),))
+    assert max(report.max_abs_diff.values()) <= 1e-4
+    sizes = ((100, 100), (37, 53))
+    assert max(check_parity(tmp_path / "balanced.onnx", model, sizes=sizes).values()) <= 1e-4

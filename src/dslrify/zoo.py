@@ -58,6 +58,29 @@ MODELS: dict[str, ZooEntry] = {
             card="docs/models/default.md",
         ),
         ZooEntry(
+            name="balanced",
+            architecture="matched",
+            args={
+                "base": "detail",
+                "base_args": {
+                    "base": "guided",
+                    "base_args": {"base": "ppcn-teacher", "context_size": 384, "radius": 4, "border": 10},
+                    "width": 8,
+                    "layers": 3,
+                },
+                "highlight_knee": 0.8,
+                "gate_grid": 256,
+            },
+            weights="balanced",
+            description="between fast and default: fast's network + a full-resolution detail path "
+            "distilled from PPCN's teacher, quality gate, highlight protection",
+            training_data="DPED iPhone -> Canon (full DPED via PPCN's release) + 198 DPED training patches "
+            "+ 90 phone photos (teacher-labelled)",
+            licence="code MIT; weights derived from PPCN (Zheng222/PPCN, no licence file) and DPED data: "
+            "non-commercial research use",
+            card="docs/models/balanced.md",
+        ),
+        ZooEntry(
             name="fast",
             architecture="matched",
             args={

@@ -130,6 +130,7 @@ class GuidedEnhancer(EnhancementModel):
     ``x`` (N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]. ``base``/``base_args``: any architecture
     of the model table (its weights are the ones that matter: start from a trained checkpoint with
     ``model.init``). ``radius`` and ``eps``: the filter's window radius (thumbnail pixels) and ridge.
+    ``border``: pixels of mirrored border the network sees around the thumbnail (``enhance_thumbnail``).
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class GuidedEnhancer(EnhancementModel):
         context_size: int = 256,
         radius: int = 1,
         eps: float = 1e-4,
+        border: int = 0,
     ) -> None:
         super().__init__()
         from dslrify.models import build_model  # the table imports this module
@@ -149,6 +151,9 @@ class GuidedEnhancer(EnhancementModel):
             raise ValueError(f"base {base!r} must be an enhancement network")
         self.net = net
         self.context_size, self.radius, self.eps = context_size, radius, eps
+        if border < 0:
+            raise ValueError(f"border must be >= 0 pixels, got {border}")
+        self.border = border
         # Pointwise at full resolution, but a pixel's coefficients depend on where the tile sits in the
         # photo. Memory: the float32 input and output (24 B/px) plus row-chunk temporaries.
         self.spec = ModelSpec(
@@ -156,8 +161,15 @@ class GuidedEnhancer(EnhancementModel):
         )
 
     def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
-        """Start from a trained checkpoint of the base architecture (``model.init`` in a config)."""
-        if config.get("architecture") != self.base or config.get("args", {}) != self.base_args:
+        """Start from a trained checkpoint of the base architecture (``model.init`` in a config), or of a
+        ``guided`` model around the same network whose filter settings (which hold no weights) differ."""
+        args = config.get("args", {})
+        if config.get("architecture") == "guided" and isinstance(model, GuidedEnhancer):
+            if (args.get("base", "ppcn-teacher"), args.get("base_args", {})) != (self.base, self.base_args):
+                return False
+            self.net.load_state_dict(model.net.state_dict())
+            return True
+        if config.get("architecture") != self.base or args != self.base_args:
             return False
         self.net.load_state_dict(model.state_dict())
         return True
@@ -168,8 +180,18 @@ class GuidedEnhancer(EnhancementModel):
 
     def context_from_thumbnail(self, small: torch.Tensor, height: int, width: int) -> GuidedContext:
         """Coefficient maps fitted on the thumbnail ``small`` of a ``height`` x ``width`` photo."""
-        coef = guided_coefficients(small, self.net(small), self.radius, self.eps)
+        coef = guided_coefficients(small, self.enhance_thumbnail(small), self.radius, self.eps)
         return GuidedContext(coef, height, width)
+
+    def enhance_thumbnail(self, small: torch.Tensor) -> torch.Tensor:
+        """The network on the thumbnail (N, 3, h, w) -> (N, 3, h, w), with ``border`` pixels of mirrored
+        photo around it while it runs: a network with zero padding darkens or tints a frame of its own
+        receptive field, which the filter would carry to the photo's edges (as the Enhancer's mirrored
+        borders do for full-resolution models)."""
+        b = min(self.border, small.shape[-2] - 1, small.shape[-1] - 1)
+        if b <= 0:
+            return self.net(small)
+        return self.net(F.pad(small, (b, b, b, b), mode="reflect"))[..., b:-b, b:-b]
 
     def _rows(self, x: torch.Tensor, ctx: GuidedContext, oy: int, ox: int) -> torch.Tensor:
         """Rows ``x`` (N, 3, r, W) whose first pixel is at (oy, ox) of the photo -> (N, 3, r, W)."""

@@ -88,12 +88,8 @@ PROTOCOL = (
     "(8-bit protocol) at the best validation step ('best', optimistic) and at the last step ('final')"
 )
 FOLDS = 3
-SHIPPED = {
-    "default": "default-detail",
-    "full": "H",
-    "paper": "A",
-    "fast": "fast-guided",
-}  # shipped model -> its candidate
+# shipped model -> its candidate
+SHIPPED = {"default": "H", "balanced": "balanced-detail", "paper": "A", "fast": "fast-guided"}
 
 
 def _write_text(path: Path, text: str) -> None:
