@@ -1,6 +1,5 @@
-"""The `detail` architecture (a full-resolution detail path on a thumbnail model) and the training
-features its recipe needs: learning-rate factors by prefix, a pure distillation stage, per-fold
-second stages in cross-validation."""
+"""The `detail` architecture (a full-resolution detail path on a thumbnail model), the per-fold second
+stages of cross-validation its recipe needs, and the shipped `balanced` model."""
 
 from __future__ import annotations
 
@@ -12,12 +11,10 @@ import torch
 
 from dslrify.checkpoint import load_checkpoint, save_checkpoint
 from dslrify.enhancer import POINTWISE_TILE, Enhancer
-from dslrify.errors import DataError, DslrifyError
 from dslrify.models import build_model
 from dslrify.models.detail import DetailEnhancer, DetailPath
 from dslrify.train.config import load_config
 from dslrify.train.cv import run_cv
-from dslrify.train.sampling import StepBatchSampler
 from dslrify.train.trainer import Trainer
 from test_train import pairs_root, write_config  # noqa: F401 - the module fixture is used below
 
@@ -118,25 +115,6 @@ def test_starts_from_the_base_or_from_the_network_inside_it(tmp_path):
 
 
 # -- training features used by the recipe ------------------------------------------------------------
-def test_lr_scale_gives_a_prefix_its_own_learning_rate(tmp_path, pairs_root):  # noqa: F811
-    path = write_config(tmp_path, pairs_root)
-    trainer = Trainer(load_config(path, ['optim.lr_scale={"up.": 10}']))
-    rates = sorted(g["lr"] for g in trainer.opt.param_groups)
-    assert rates == pytest.approx([0.003, 0.03])
-    scaled = next(g for g in trainer.opt.param_groups if g["lr"] == pytest.approx(0.03))
-    names = {id(p): n for n, p in trainer.model.named_parameters()}
-    assert scaled["params"] and all(names[id(p)].startswith("up.") for p in scaled["params"])
-    with pytest.raises(DslrifyError, match="matches no trained parameter"):
-        Trainer(load_config(path, ['optim.lr_scale={"nothing.": 10}']))
-
-
-def test_a_batch_of_unpaired_photos_only_is_a_distillation_stage():
-    sampler = StepBatchSampler(10, 4, 0, 0, 2, n_unpaired=5, unpaired_share=1.0)
-    assert {k[2] for batch in sampler for k in batch} == {1}  # every slot from the unpaired photos
-    with pytest.raises(DataError, match="no slot for the real pairs"):
-        StepBatchSampler(10, 4, 0, 0, 2, n_clean=5, identity_share=1.0)
-
-
 def test_cross_validation_starts_each_folds_second_stage_from_that_fold(tmp_path, pairs_root):  # noqa: F811
     first = write_config(tmp_path / "a", pairs_root, max_steps=2)
     run_cv(first, folds=2, out=tmp_path / "cv1")

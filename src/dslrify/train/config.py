@@ -86,9 +86,6 @@ class OptimConfig:
     weight_decay: float = 0.0
     d_lr: float = 1e-4
     grad_clip: float = 0.0  # 0 = off
-    # Learning-rate factors by parameter-name prefix ({"net.detail.": 10}: a fresh part beside a
-    # pretrained one); the first matching prefix counts, other parameters take ``lr`` itself.
-    lr_scale: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -81,9 +81,7 @@ class StepBatchSampler(Sampler[list[Key]]):
         self.k_unpaired = round(batch_size * unpaired_share) if n_unpaired else 0
         self.k_identity = round(batch_size * identity_share) if n_clean else 0
         self.k_degraded = round(batch_size * degraded_share) if n_clean else 0
-        taken = self.k_unpaired + self.k_identity + self.k_degraded
-        # A batch of unpaired photos only is a pure distillation stage (the pairs then only validate).
-        if taken > batch_size or (taken == batch_size and self.k_unpaired < batch_size):
+        if self.k_unpaired + self.k_identity + self.k_degraded >= batch_size:
             raise DataError(
                 f"a batch of {batch_size} leaves no slot for the real pairs",
                 "lower data.unpaired_share, data.identity_share or data.degraded_share",

@@ -174,20 +174,8 @@ class Trainer:
 
     def _setup_optim(self) -> None:
         o, s, r = self.cfg.optim, self.cfg.schedule, self.cfg.run
-        trained = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]  # not frozen
-        for prefix in o.lr_scale:
-            if not any(n.startswith(prefix) for n, _ in trained):
-                raise DslrifyError(f"optim.lr_scale {prefix!r} matches no trained parameter of the model")
-        groups: dict[float, list[torch.nn.Parameter]] = {}
-        for n, p in trained:
-            scale = next((v for k, v in o.lr_scale.items() if n.startswith(k)), 1.0)
-            groups.setdefault(o.lr * scale, []).append(p)
-        self.opt = torch.optim.Adam(
-            [{"params": ps, "lr": lr} for lr, ps in groups.items()],
-            lr=o.lr,
-            betas=o.betas,
-            weight_decay=o.weight_decay,
-        )
+        trained = [p for p in self.model.parameters() if p.requires_grad]  # model.freeze keeps the rest
+        self.opt = torch.optim.Adam(trained, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
         def factor(step: int) -> float:
             if step < s.warmup_steps:
