@@ -226,6 +226,29 @@ class _WholeImage(nn.Module):
         return self.model(x)
 
 
+def wrapped_network(base: str, base_args: dict[str, Any], kind: type[EnhancementModel]) -> EnhancementModel:
+    """The network that a wrapper architecture (``guided``, ``detail``, ``matched``) wraps: ``base`` of the
+    model table built with ``base_args``; refused unless it is an enhancement network of another kind."""
+    from dslrify.models import build_model  # the table imports the wrappers
+
+    net = build_model(base, base_args)
+    if not isinstance(net, EnhancementModel) or isinstance(net, kind):
+        name = kind.__name__.removesuffix("Enhancer").lower()
+        raise ValueError(f"base {base!r} must be an enhancement network (not a {name} one)")
+    return net
+
+
+def load_base(
+    net: nn.Module, base: str, base_args: dict[str, Any], model: nn.Module, config: dict[str, Any]
+) -> bool:
+    """Load ``model`` into a wrapper's ``net`` when its checkpoint ``config`` is ``base`` with ``base_args``
+    (``model.init`` naming the wrapped network's checkpoint); False when it is something else."""
+    if config.get("architecture") != base or config.get("args", {}) != base_args:
+        return False
+    net.load_state_dict(model.state_dict())
+    return True
+
+
 def tile_origin(x: torch.Tensor, height: int, width: int, origin: tuple[int, int] | None) -> tuple[int, int]:
     """Where tile ``x`` (N, C, h, w) sits in a ``height`` x ``width`` photo: ``origin``, or (0, 0) for the
     whole photo. For models whose output depends on a pixel's position (``needs_origin``): a tile

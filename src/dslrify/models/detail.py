@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dslrify.models.base import EnhancementModel, ModelSpec
+from dslrify.models.base import EnhancementModel, ModelSpec, load_base, wrapped_network
 
 
 class DetailPath(nn.Module):
@@ -81,12 +81,8 @@ class DetailEnhancer(EnhancementModel):
         self, base: str = "guided", base_args: dict[str, Any] | None = None, width: int = 8, layers: int = 3
     ) -> None:
         super().__init__()
-        from dslrify.models import build_model  # the table imports this module
-
         self.base, self.base_args = base, dict(base_args or {})
-        net = build_model(base, self.base_args)
-        if not isinstance(net, EnhancementModel) or isinstance(net, DetailEnhancer):
-            raise ValueError(f"base {base!r} must be an enhancement network (not a detail one)")
+        net = wrapped_network(base, self.base_args, DetailEnhancer)
         if net.spec.context == "moments":
             # Its statistics would be measured on tiles of the base only; not needed by any base here.
             raise ValueError(f"base {base!r} uses instance-norm statistics; use a thumbnail or local model")
@@ -105,8 +101,7 @@ class DetailEnhancer(EnhancementModel):
 
     def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
         """Start from a checkpoint of the base (or whatever the base itself accepts, e.g. its network)."""
-        if config.get("architecture") == self.base and config.get("args", {}) == self.base_args:
-            self.net.load_state_dict(model.state_dict())
+        if load_base(self.net, self.base, self.base_args, model, config):
             return True
         return self.net.init_from(model, config)
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dslrify.models.base import EnhancementModel, ModelSpec, tile_origin
+from dslrify.models.base import EnhancementModel, ModelSpec, load_base, tile_origin, wrapped_network
 from dslrify.models.resize import resize_long_side, resize_long_side_exportable
 
 CHUNK_PIXELS = 1 << 17  # ~131k pixels per row chunk: a 12-channel float chunk (6 MB) stays in L2/L3
@@ -143,13 +143,8 @@ class GuidedEnhancer(EnhancementModel):
         border: int = 0,
     ) -> None:
         super().__init__()
-        from dslrify.models import build_model  # the table imports this module
-
         self.base, self.base_args = base, dict(base_args or {})
-        net = build_model(base, self.base_args)
-        if not isinstance(net, EnhancementModel) or isinstance(net, GuidedEnhancer):
-            raise ValueError(f"base {base!r} must be an enhancement network")
-        self.net = net
+        self.net = wrapped_network(base, self.base_args, GuidedEnhancer)
         self.context_size, self.radius, self.eps = context_size, radius, eps
         if border < 0:
             raise ValueError(f"border must be >= 0 pixels, got {border}")
@@ -169,10 +164,7 @@ class GuidedEnhancer(EnhancementModel):
                 return False
             self.net.load_state_dict(model.net.state_dict())
             return True
-        if config.get("architecture") != self.base or args != self.base_args:
-            return False
-        self.net.load_state_dict(model.state_dict())
-        return True
+        return load_base(self.net, self.base, self.base_args, model, config)
 
     def compute_context(self, x: torch.Tensor) -> GuidedContext:
         """(N, 3, H, W) whole photo -> coefficient maps from its thumbnail, and H, W."""

@@ -49,7 +49,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dslrify.models.base import EnhancementModel, ModelSpec, Moments, MomentsModel, MomentsPass
+from dslrify.models.base import (
+    EnhancementModel,
+    ModelSpec,
+    Moments,
+    MomentsModel,
+    MomentsPass,
+    load_base,
+    wrapped_network,
+)
 
 FEATURES = 8  # learned full-resolution feature maps of the gate
 GATE_FIELD = 2  # the gate's receptive field: two 3x3 convolutions
@@ -137,12 +145,8 @@ class MatchedEnhancer(MomentsModel):
         gate_grid: int | None = None,
     ) -> None:
         super().__init__()
-        from dslrify.models import build_model  # the table imports this module
-
         self.base, self.base_args = base, dict(base_args or {})
-        net = build_model(base, self.base_args)
-        if not isinstance(net, EnhancementModel) or isinstance(net, MatchedEnhancer):
-            raise ValueError(f"base {base!r} must be an enhancement network (not a matched one)")
+        net = wrapped_network(base, self.base_args, MatchedEnhancer)
         if highlight_knee is not None and not 0.0 < highlight_knee < 1.0:
             raise ValueError(f"highlight_knee must be in (0, 1) or None, got {highlight_knee}")
         self.net, self.knee = net, highlight_knee
@@ -170,10 +174,7 @@ class MatchedEnhancer(MomentsModel):
 
     def init_from(self, model: EnhancementModel, config: dict[str, Any]) -> bool:
         """Start from a trained checkpoint of the base architecture (``model.init`` in a config)."""
-        if config.get("architecture") != self.base or config.get("args", {}) != self.base_args:
-            return False
-        self.net.load_state_dict(model.state_dict())
-        return True
+        return load_base(self.net, self.base, self.base_args, model, config)
 
     # -- the two halves ---------------------------------------------------------------------------
     def mix(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
