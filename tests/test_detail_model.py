@@ -12,7 +12,8 @@ import torch
 from dslrify.checkpoint import load_checkpoint, save_checkpoint
 from dslrify.enhancer import POINTWISE_TILE, Enhancer
 from dslrify.models import build_model
-from dslrify.models.detail import DetailEnhancer, DetailPath
+from dslrify.models import detail as detail_module
+from dslrify.models.detail import DetailEnhancer, DetailPath, detail_dtype
 from dslrify.train.config import load_config
 from dslrify.train.cv import run_cv
 from dslrify.train.trainer import Trainer
@@ -21,9 +22,11 @@ from test_train import pairs_root, write_config  # noqa: F401 - the module fixtu
 GUIDED = {"base": "ppcn-student", "context_size": 32, "radius": 1}
 
 
-def detail_model(width: int = 4, layers: int = 2, seed: int = 0, trained: bool = True) -> DetailEnhancer:
+def detail_model(
+    width: int = 4, layers: int = 2, seed: int = 0, trained: bool = True, precision: str = "float32"
+) -> DetailEnhancer:
     torch.manual_seed(seed)
-    model = DetailEnhancer("guided", GUIDED, width=width, layers=layers)
+    model = DetailEnhancer("guided", GUIDED, width=width, layers=layers, precision=precision)
     if trained:  # a detail path that does something (a fresh one is the identity on the base)
         with torch.no_grad():
             for p in model.detail.parameters():
@@ -98,6 +101,39 @@ def test_bad_arguments_are_refused():
         DetailEnhancer("ppcn-student")
     with pytest.raises(ValueError, match="not a detail one"):
         DetailEnhancer("detail", {"base_args": GUIDED})
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        DetailEnhancer("guided", GUIDED, precision="float16")
+
+
+def test_auto_precision_is_bfloat16_only_on_cpus_that_multiply_it_natively(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(detail_module, "native_bfloat16", lambda: True)
+    assert detail_dtype("auto", cpu) == torch.bfloat16
+    assert detail_dtype("auto", cuda) == torch.float32  # CUDA has the Enhancer's own --half
+    assert detail_dtype("float32", cpu) == torch.float32
+    monkeypatch.setattr(detail_module, "native_bfloat16", lambda: False)
+    assert detail_dtype("auto", cpu) == torch.float32
+    assert detail_dtype("bfloat16", cpu) == torch.bfloat16  # asked for: emulated where not native
+
+
+def test_bfloat16_detail_path_stays_within_a_fraction_of_an_8_bit_level_and_trains_in_float32():
+    """bfloat16 rounds the detail path's arithmetic, not the base's output: with a residual of the
+    shipped model's size (a few hundredths) the result moves by far less than one 8-bit level."""
+    exact, rounded = detail_model(width=8, layers=3), detail_model(width=8, layers=3, precision="bfloat16")
+    with torch.no_grad():
+        for p in exact.detail.parameters():
+            p.mul_(0.25)  # a mean |residual| of ~0.015: the shipped `balanced` has 0.02 on a phone photo
+        rounded.load_state_dict(exact.state_dict())
+    x = photo(120, 90)
+    with torch.inference_mode():
+        a, b = exact(x), rounded(x)
+        residual = a - exact.net(x)
+    assert float(residual.abs().mean()) > 0.01  # the path does something
+    assert b.dtype == torch.float32
+    assert float((a - b).abs().max()) < 0.5 / 255
+    assert 0 < float((a - b).abs().mean()) < 0.1 / 255  # it really ran in bfloat16, and barely moved
+    trained = rounded(x.clone().requires_grad_(True))  # autograd: float32 whatever the precision
+    assert float((trained.detach() - a).abs().max()) <= 1e-6
 
 
 def test_starts_from_the_base_or_from_the_network_inside_it(tmp_path):
