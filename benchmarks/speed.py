@@ -2,6 +2,8 @@
 
     python benchmarks/speed.py [--device cpu|cuda] [--threads 2] [--half] [--save FILE]
 
+`--half`: the Enhancer's half-precision autocast (fp16 on CUDA, bfloat16 on CPUs that have it natively).
+
 Every row is a 12.2 MP JPEG -> JPEG (the `sunset` photo of the development data), each measured in its
 own process, warm: `x floor` is its time over the I/O floor's (Pillow's bare decode + encode of that
 photo, nothing else), then megapixels/s, seconds, and the peak RSS of that process.
@@ -89,10 +91,10 @@ def child_model(spec: str, height: int, width: int, device: str, half: bool, rep
     return {"mp_per_s": height * width / 1e6 / seconds, "peak": _peak()}
 
 
-def child_file(spec: str, photo: str, device: str, repeats: int) -> dict:
+def child_file(spec: str, photo: str, device: str, half: bool, repeats: int) -> dict:
     from dslrify.enhancer import Enhancer
 
-    enhancer = Enhancer(spec, device=device)
+    enhancer = Enhancer(spec, device=device, half=half)
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         # The first call pays one-off costs (codec and allocator warm-up, page cache); a slow model
@@ -194,10 +196,10 @@ def _identity_model():  # -> EnhancementModel, imported in the child only
     return Identity()
 
 
-def child_video(spec: str, photo: str, device: str, height: int, frames: int) -> dict:
+def child_video(spec: str, photo: str, device: str, half: bool, height: int, frames: int) -> dict:
     from dslrify.enhancer import Enhancer
 
-    enhancer = Enhancer(_identity_model() if spec == "identity" else spec, device=device)
+    enhancer = Enhancer(_identity_model() if spec == "identity" else spec, device=device, half=half)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "clip.mp4"
         _clip(src, photo, height, frames)
@@ -226,7 +228,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--half", action="store_true", help="fp16 autocast (CUDA)")
+    ap.add_argument("--half", action="store_true", help="half-precision autocast: fp16 on CUDA, bf16 on CPU")
     ap.add_argument("--photo", default=str(PHOTO))
     ap.add_argument("--models", nargs="+", default=["fast", "balanced", "default", "paper", *REFERENCES])
     ap.add_argument("--fast", default="fast", help="which of --models is the fast model (name or folder)")
@@ -259,7 +261,7 @@ def main() -> None:
     gpu = a.device.startswith("cuda")
     print(
         f"photo {Path(a.photo).name} {w}x{h} ({mp:.1f} MP); device {a.device}; threads {a.threads}"
-        + (" fp16" if a.half else "")
+        + (f" {half_name(a.device)}" if a.half else "")
     )
     rows: list[dict] = []
 
@@ -279,15 +281,16 @@ def main() -> None:
             row(spec, io["seconds"] + mp / r["mp_per_s"], r["peak"], how)
         else:
             repeats = 2 if spec == a.fast else 1
-            f = run_child("file", spec, a.photo, a.device, str(repeats), threads=a.threads)
+            f = run_child("file", spec, a.photo, a.device, str(a.half), str(repeats), threads=a.threads)
             row(spec, f["seconds"], f["peak"], f"JPEG -> JPEG, whole photo (first call {f['cold']:.2f} s)")
     lk = run_child("look", a.photo, a.device, threads=a.threads)
     row("look (33³ .cube)", lk["seconds"], lk["peak"], "dslrify enhance --look, JPEG -> JPEG")
     if a.video and a.fast in a.models:
         n, height = a.video_frames, a.video
         vmp = n * height * (height * 16 // 9) / 1e6  # the clip's megapixels
-        floor = run_child("video", "identity", a.photo, a.device, str(height), str(n), threads=a.threads)
-        v = run_child("video", a.fast, a.photo, a.device, str(height), str(n), threads=a.threads)
+        clip = (str(height), str(n))
+        floor = run_child("video", "identity", a.photo, a.device, "False", *clip, threads=a.threads)
+        v = run_child("video", a.fast, a.photo, a.device, str(a.half), *clip, threads=a.threads)
         x = v["seconds"] / floor["seconds"]
         print(
             f"{f'video {height}p, floor':<26} {'':>8} {vmp / floor['seconds']:8.2f} {'':>12} "
@@ -310,10 +313,16 @@ def main() -> None:
     if a.save:
         import os
 
-        machine = f"{a.device}, {a.threads} threads on {os.cpu_count()} cores" + (", fp16" if a.half else "")
+        machine = f"{a.device}, {a.threads} threads on {os.cpu_count()} cores"
+        machine += f", {half_name(a.device)}" if a.half else ""
         Path(a.save).write_text(
             json.dumps({"machine": machine, "photo_mp": mp, "rows": rows}, indent=1) + "\n"
         )
+
+
+def half_name(device: str) -> str:
+    """What ``--half`` means on ``device`` (the Enhancer's autocast dtype)."""
+    return "fp16" if device.startswith("cuda") else "bf16"
 
 
 if __name__ == "__main__":

@@ -142,6 +142,24 @@ def test_a_dot_onnx_model_runs_with_onnxruntime_without_backend(photo, model_dir
     assert (tmp_path / "out" / "p_dslr.jpg").is_file()
 
 
+def test_half_with_an_onnx_model_or_a_look_is_one_error_line(photo, model_dir, tmp_path):
+    """Autocast changes nothing in onnxruntime or a LUT: --half there is refused, not silently ignored."""
+    pytest.importorskip("onnxruntime")
+    from dslrify.export import export_onnx
+
+    export_onnx(str(model_dir), tmp_path / "tiny.onnx")
+    cube = tmp_path / "identity.cube"  # a 2x2x2 identity look, red fastest
+    cube.write_text(
+        "LUT_3D_SIZE 2\n" + "".join(f"{r} {g} {b}\n" for b in (0, 1) for g in (0, 1) for r in (0, 1))
+    )
+    for engine in (["--model", str(tmp_path / "tiny.onnx")], ["--look", str(cube)]):
+        result = run("enhance", str(photo), "-o", str(tmp_path / "out"), *engine, "--half")
+        lines = error_lines(result)
+        assert result.exit_code != 0 and len(lines) == 1, result.output
+        assert "--half is for PyTorch models" in lines[0], result.output
+        assert not (tmp_path / "out").exists()
+
+
 def test_progress_is_shown_for_a_single_photo(photo, model_dir, monkeypatch):
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: treat the captured stream as a terminal
     monkeypatch.setenv("FORCE_COLOR", "1")

@@ -11,8 +11,8 @@ import torch
 
 from dslrify.checkpoint import load_checkpoint, save_checkpoint
 from dslrify.enhancer import POINTWISE_TILE, Enhancer
+from dslrify.models import base as base_module
 from dslrify.models import build_model
-from dslrify.models import detail as detail_module
 from dslrify.models.detail import DetailEnhancer, DetailPath, detail_dtype
 from dslrify.train.config import load_config
 from dslrify.train.cv import run_cv
@@ -107,11 +107,11 @@ def test_bad_arguments_are_refused():
 
 def test_auto_precision_is_bfloat16_only_on_cpus_that_multiply_it_natively(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(detail_module, "native_bfloat16", lambda: True)
+    monkeypatch.setattr(base_module, "native_bfloat16", lambda: True)
     assert detail_dtype("auto", cpu) == torch.bfloat16
     assert detail_dtype("auto", cuda) == torch.float32  # CUDA has the Enhancer's own --half
     assert detail_dtype("float32", cpu) == torch.float32
-    monkeypatch.setattr(detail_module, "native_bfloat16", lambda: False)
+    monkeypatch.setattr(base_module, "native_bfloat16", lambda: False)
     assert detail_dtype("auto", cpu) == torch.float32
     assert detail_dtype("bfloat16", cpu) == torch.bfloat16  # asked for: emulated where not native
 

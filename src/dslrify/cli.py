@@ -155,7 +155,14 @@ def enhance(
     backend: Annotated[
         str | None, typer.Option(help="torch or onnxruntime; default: onnxruntime for a .onnx --model.")
     ] = None,
-    half: Annotated[bool, typer.Option("--half", help="fp16 autocast on CUDA.")] = False,
+    half: Annotated[
+        bool,
+        typer.Option(
+            "--half",
+            help="Half precision: fp16 on CUDA, bfloat16 on CPUs that have it natively (AVX512-BF16, AMX); "
+            "faster for the full-resolution models, a few 8-bit levels off.",
+        ),
+    ] = False,
     crf: Annotated[
         int | None, typer.Option(min=0, max=63, help="Video quality (lower: better); default per codec.")
     ] = None,
@@ -208,6 +215,9 @@ def enhance(
         check_encoder(codec)
     plan = plan_jobs(inputs, output, suffix=suffix, ext=ext, recursive=recursive)
     engine = _engine(model, backend) if look is None else _look_engine(look, model, backend)
+    if half and not isinstance(engine, str):
+        advice = "drop --half: an ONNX model or a --look runs as it is"
+        raise DslrifyError("--half is for PyTorch models", advice)
     enhancer = Enhancer(
         engine,
         device=device,

@@ -24,7 +24,7 @@ from PIL import Image
 from dslrify.batch import check_output
 from dslrify.errors import DslrifyError, ModelError
 from dslrify.models import EnhancementModel
-from dslrify.models.base import Moments, MomentsContext, NormProbe
+from dslrify.models.base import Moments, MomentsContext, NormProbe, native_bfloat16
 from dslrify.photo import (
     DEFAULT_MAX_PIXELS,
     Photo,
@@ -182,11 +182,18 @@ class Enhancer:
                 f"RAW white balance {raw_wb!r} is unknown", f"use {' or '.join(WHITE_BALANCES)}"
             )
         self.raw_wb = raw_wb  # for RAW and DNG inputs (dslrify.raw)
-        # fp16 autocast on CUDA only: convolutions gain, while norms and reductions stay float32 under
-        # autocast's own rules. On CPU it would be slower and less exact, so it is refused there.
-        if half and self.device.type != "cuda":
-            raise DslrifyError("--half needs a CUDA device", "use --device cuda, or drop --half")
+        # Half-precision autocast: fp16 on CUDA; bfloat16 on CPUs that multiply it natively (AVX512-BF16 or
+        # AMX: about twice as fast for the full-resolution networks; elsewhere it is emulated, slower than
+        # float32, so refused). Convolutions gain, while norms and reductions stay float32 under
+        # autocast's own rules; the model's output is float32 again before blending and quantising.
+        if half and not (self.device.type == "cuda" or (self.device.type == "cpu" and native_bfloat16())):
+            raise DslrifyError(
+                f"--half needs a CUDA device or a CPU with native bfloat16 (AVX512-BF16 or AMX); "
+                f"this {self.device.type} has neither",
+                "drop --half (it would be slower here), or use --device cuda",
+            )
         self.half = half
+        self._autocast = (self.device.type, torch.float16 if self.device.type == "cuda" else torch.bfloat16)
 
     # -- tensors ------------------------------------------------------------------------------
     def enhance_tensor(
@@ -226,7 +233,7 @@ class Enhancer:
         pad = self._border(h, w)
         ph, pw = h + 2 * pad, w + 2 * pad
         tile = self._choose_tile(h, w)
-        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
+        with torch.inference_mode(), torch.autocast(*self._autocast, enabled=self.half):
             if spec.context == "moments" and tile is not None:
                 tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
                 return self._moments_by_tiles(x, pad, tiles)
@@ -244,7 +251,7 @@ class Enhancer:
         tile = self._choose_tile(*x.shape[-2:])
         while True:
             try:
-                with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
+                with torch.inference_mode(), torch.autocast(*self._autocast, enabled=self.half):
                     y = self._run(x, tile, _Finish(strength, out_dtype), context)
                 break
             except torch.OutOfMemoryError:

@@ -249,6 +249,12 @@ def load_base(
     return True
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (elsewhere oneDNN emulates it, slower than float32)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence looked up softly
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def tile_origin(x: torch.Tensor, height: int, width: int, origin: tuple[int, int] | None) -> tuple[int, int]:
     """Where tile ``x`` (N, C, h, w) sits in a ``height`` x ``width`` photo: ``origin``, or (0, 0) for the
     whole photo. For models whose output depends on a pixel's position (``needs_origin``): a tile

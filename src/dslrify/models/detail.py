@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dslrify.models import base as model_base  # native_bfloat16 looked up at call time (tests replace it)
 from dslrify.models.base import EnhancementModel, ModelSpec, load_base, wrapped_network
 
 # The detail path's arithmetic at inference. "auto": bfloat16 on CPUs that multiply it natively
@@ -43,17 +44,10 @@ from dslrify.models.base import EnhancementModel, ModelSpec, load_base, wrapped_
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (elsewhere oneDNN emulates it, slower than float32)."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence looked up softly
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
 def detail_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The detail path's dtype for ``precision`` (see ``PRECISIONS``) on ``device``."""
-    if precision == "bfloat16" or (precision == "auto" and device.type == "cpu" and native_bfloat16()):
-        return torch.bfloat16
-    return torch.float32
+    native = device.type == "cpu" and model_base.native_bfloat16()
+    return torch.bfloat16 if precision == "bfloat16" or (precision == "auto" and native) else torch.float32
 
 
 class DetailPath(nn.Module):
@@ -177,4 +171,4 @@ class _DetailForExport(nn.Module):
         return (y0 + self.model.detail(x, y0)).clamp(0, 1)
 
 
-__all__ = ["PRECISIONS", "DetailEnhancer", "DetailPath", "detail_dtype", "native_bfloat16"]
+__all__ = ["PRECISIONS", "DetailEnhancer", "DetailPath", "detail_dtype"]

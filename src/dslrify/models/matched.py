@@ -179,7 +179,9 @@ class MatchedEnhancer(MomentsModel):
     # -- the two halves ---------------------------------------------------------------------------
     def mix(self, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """``x + s (y - x)`` with ``y`` the base's output in [0, 1], then highlight protection."""
-        out = torch.lerp(x, y, s)  # exactly x at s = 0 and exactly y at s = 1
+        # In x's dtype: under half-precision autocast (the Enhancer's --half) the base's convolutions and
+        # the gate return fp16/bf16, and the blend and roll-off are done in the photo's float32.
+        out = torch.lerp(x, y.to(x.dtype), s.to(x.dtype))  # exactly x at s = 0 and exactly y at s = 1
         if self.knee is None:
             return out
         k = self.knee

@@ -47,7 +47,8 @@ def thumbnail_in_bands(
         if row_bins is None:
             row_bins = area_matrix(h, out_h, band.dtype).to(band.device)  # (out_h, H)
         cols = F.adaptive_avg_pool2d(band, (band.shape[-2], out_w))  # column bins only
-        part = torch.matmul(row_bins[:, start : start + band.shape[-2]], cols)
+        with torch.autocast(band.device.type, enabled=False):  # in the photo's float, even under --half
+            part = torch.matmul(row_bins[:, start : start + band.shape[-2]], cols)
         total = part if total is None else total + part
     assert total is not None
     return total
