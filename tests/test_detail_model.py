@@ -88,6 +88,21 @@ def test_tiles_with_the_declared_halo_give_the_whole_photo_result_at_the_edges_t
     assert float((whole - base)[..., :, :2].abs().max()) > 0.01
 
 
+def test_bfloat16_tiles_agree_with_the_whole_photo_and_grad_mode_stays_float32():
+    """The shipped precision ("auto" is bfloat16 here): tiles within rounding of the whole photo; in grad
+    mode, as when a gate trains around this frozen model, the numbers are float32's on every machine."""
+    exact = detail_model(width=8, layers=3)
+    model = detail_model(width=8, layers=3, precision="bfloat16").requires_grad_(False)
+    x = photo(150, 210)
+    whole = Enhancer(model, device="cpu", tile=0, borders="zero").enhance_tensor(x)
+    tiled = Enhancer(model, device="cpu", tile=48, borders="zero").enhance_tensor(x)
+    assert float((tiled - whole).abs().max()) <= 1 / 255
+    with torch.inference_mode():
+        want = exact(x)
+    assert float((whole - want).abs().max()) > 0  # inference ran in bfloat16
+    assert float((model(x) - want).abs().max()) <= 1e-6  # grad mode, frozen weights: float32
+
+
 def test_large_photos_run_in_one_megapixel_pieces():
     enhancer = Enhancer(detail_model(), device="cpu", borders="zero")
     enhancer.enhance_tensor(photo(POINTWISE_TILE + 40, 300))

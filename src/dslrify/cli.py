@@ -178,6 +178,9 @@ def enhance(
 
     Photos keep EXIF, XMP and colour profile; videos keep their container, timing, rotation and sound.
     """
+    if half and (look is not None or backend == "onnxruntime" or model.lower().endswith(".onnx")):
+        advice = "drop --half: an ONNX model or a --look runs as it is"
+        raise DslrifyError("--half is for PyTorch models", advice)
     if ray is not None:
         if overwrite or device != "auto" or backend == "onnxruntime" or model.lower().endswith(".onnx"):
             raise DslrifyError(
@@ -215,9 +218,6 @@ def enhance(
         check_encoder(codec)
     plan = plan_jobs(inputs, output, suffix=suffix, ext=ext, recursive=recursive)
     engine = _engine(model, backend) if look is None else _look_engine(look, model, backend)
-    if half and not isinstance(engine, str):
-        advice = "drop --half: an ONNX model or a --look runs as it is"
-        raise DslrifyError("--half is for PyTorch models", advice)
     enhancer = Enhancer(
         engine,
         device=device,

@@ -37,6 +37,7 @@ from dslrify.photo import (
     write_photo,
 )
 from dslrify.raw import WHITE_BALANCES
+from dslrify.temporal import map_context
 from dslrify.zoo import resolve_model
 
 MIN_TILE = 64
@@ -87,6 +88,9 @@ def available_memory(device: torch.device) -> int:
     except OSError:
         pass
     return 4 * 1024**3  # a cautious guess where /proc is absent (macOS, Windows)
+
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)  # what --half's autocast computes in
 
 
 @dataclass(frozen=True)
@@ -184,13 +188,18 @@ class Enhancer:
         self.raw_wb = raw_wb  # for RAW and DNG inputs (dslrify.raw)
         # Half-precision autocast: fp16 on CUDA; bfloat16 on CPUs that multiply it natively (AVX512-BF16 or
         # AMX: about twice as fast for the full-resolution networks; elsewhere it is emulated, slower than
-        # float32, so refused). Convolutions gain, while norms and reductions stay float32 under
-        # autocast's own rules; the model's output is float32 again before blending and quantising.
+        # float32, so refused). Convolutions gain; instance-norm statistics are taken in float32
+        # (MomentsPass), contexts are handed out in float32, and outputs are blended in float32.
         if half and not (self.device.type == "cuda" or (self.device.type == "cpu" and native_bfloat16())):
             raise DslrifyError(
                 f"--half needs a CUDA device or a CPU with native bfloat16 (AVX512-BF16 or AMX); "
                 f"this {self.device.type} has neither",
                 "drop --half (it would be slower here), or use --device cuda",
+            )
+        if half and not any(p.is_floating_point() for p in self.model.parameters()):
+            raise DslrifyError(
+                f"--half is for PyTorch networks; {self.name} has none (an ONNX model or a look)",
+                "drop --half: such a model runs as it is",
             )
         self.half = half
         self._autocast = (self.device.type, torch.float16 if self.device.type == "cuda" else torch.bfloat16)
@@ -236,10 +245,14 @@ class Enhancer:
         with torch.inference_mode(), torch.autocast(*self._autocast, enabled=self.half):
             if spec.context == "moments" and tile is not None:
                 tiles = plan_tiles(ph, pw, tile, spec.receptive_field, spec.size_multiple)
-                return self._moments_by_tiles(x, pad, tiles)
-            if spec.context == "thumbnail" and not pad:
-                return self.model.context_from_pixels(x, self._to_float)
-            return self.model.compute_context(self._crop(x, pad, 0, ph, 0, pw))
+                context = self._moments_by_tiles(x, pad, tiles)
+            elif spec.context == "thumbnail" and not pad:
+                context = self.model.context_from_pixels(x, self._to_float)
+            else:
+                context = self.model.compute_context(self._crop(x, pad, 0, ph, 0, pw))
+        # float32 whatever autocast produced (--half): a caller blends contexts over video frames, and a
+        # running average in fp16/bf16 rounds small steps away (an exposure change would never settle).
+        return map_context(lambda t: t.float() if t.dtype in HALF_DTYPES else t, context)
 
     def _enhance_one(
         self, x: torch.Tensor, strength: float, context: Any = None, out_dtype: torch.dtype = torch.float32

@@ -51,7 +51,7 @@ class WorkerSettings:
 
     def enhancer(self, on_driver: bool = False) -> Enhancer:
         """The Enhancer these settings describe. ``on_driver``: made only to check them, on the driver's
-        CPU, leaving the thread count and fp16 (the workers' device) to the workers."""
+        CPU, leaving the thread count and half precision (the workers' device) to the workers."""
         from dslrify.enhancer import Enhancer  # torch loads in the actor, not where the job is planned
 
         return Enhancer(

@@ -96,7 +96,10 @@ class MomentsPass:
             raise NormProbe(i, x)
         if ctx is not None:
             raise ValueError(f"the context holds {len(ctx.moments)} statistics; this model needs more")
-        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        # In float32 at least: under --half the activations are fp16/bf16, whose sums over a photo lose
+        # the small steps (and overflow fp16), and a whole run would differ from a tiled one (float32).
+        wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        var, mean = torch.var_mean(wide, dim=(2, 3), keepdim=True, correction=0)
         if self.record:
             self.recorded.append((mean.detach(), var.detach()))
         return mean, var

@@ -20,9 +20,9 @@ too small to reflect) and the convolutions are unpadded, so the model handles th
 (the shipped config asks the Enhancer for no extra border) and a tile with ``receptive_field`` pixels
 of halo gives exactly the whole-photo result on its core.
 
-Speed: outside autograd the path runs channels-last, and in bfloat16 on CPUs that multiply it natively
-(``precision="auto"``; on the shipped `balanced` it changes 3.5 % of 8-bit output values by one level
-and none by more, and takes a third off the model's time on a 12 MP photo).
+Speed: outside autograd the path runs channels-last, and outside grad mode in bfloat16 on CPUs that
+multiply it natively (``precision="auto"``; on the shipped `balanced` it changes 3.5 % of 8-bit output
+values by one level and none by more, and takes a third off the model's time on a 12 MP photo).
 """
 
 from __future__ import annotations
@@ -83,13 +83,13 @@ class DetailPath(nn.Module):
         out_dtype, dtype = h.dtype, (dtype if fast and dtype is not None else h.dtype)
         if fast:
             # Outside autograd: channels-last runs these few-channel convolutions ~2x faster on a CPU.
-            h = h.to(dtype).contiguous(memory_format=torch.channels_last)
+            h = h.to(dtype, memory_format=torch.channels_last)  # one copy for both
         for i, conv in enumerate(cast(list[nn.Conv2d], self.convs)):
             # The weights are cast per call (a few thousand numbers), so the module itself stays float32.
             h = F.conv2d(h, conv.weight.to(dtype), cast(torch.Tensor, conv.bias).to(dtype))
             if i < len(self.convs) - 1:
                 h = torch.relu_(h) if inplace else torch.relu(h)
-        return h.to(out_dtype).contiguous()
+        return h.to(out_dtype, memory_format=torch.contiguous_format)
 
 
 class DetailEnhancer(EnhancementModel):
@@ -97,8 +97,8 @@ class DetailEnhancer(EnhancementModel):
 
     ``x`` (N, 3, H, W) RGB in [0, 1] -> (N, 3, H, W) in [0, 1]. ``base``/``base_args``: any enhancement
     architecture of the model table; its context, origin and thumbnail needs are the model's.
-    ``precision``: the detail path's arithmetic at inference (``PRECISIONS``); training, tracing and ONNX
-    exports are float32 whatever it says.
+    ``precision``: the detail path's arithmetic at inference (``PRECISIONS``); grad mode (training, also
+    of a gate around this frozen model), tracing and ONNX exports are float32 whatever it says.
     """
 
     def __init__(
@@ -149,7 +149,10 @@ class DetailEnhancer(EnhancementModel):
     def enhance(self, x: torch.Tensor, context: Any, origin: tuple[int, int] | None) -> torch.Tensor:
         """(N, 3, H, W) -> (N, 3, H, W), unclamped; ``x`` may be a tile at ``origin`` (as the base's)."""
         y0 = self.net(x, context, origin)  # clamped to [0, 1]
-        residual = self.detail(x, y0, detail_dtype(self.precision, x.device))
+        # Reduced precision at inference only: in grad mode (training, and stages that train something
+        # else around a frozen detail path) it is float32 on every machine.
+        dtype = None if torch.is_grad_enabled() else detail_dtype(self.precision, x.device)
+        residual = self.detail(x, y0, dtype)
         if torch.is_grad_enabled() and residual.requires_grad:
             return y0 + residual
         return residual.add_(y0)

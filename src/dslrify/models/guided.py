@@ -172,9 +172,7 @@ class GuidedEnhancer(EnhancementModel):
 
     def context_from_thumbnail(self, small: torch.Tensor, height: int, width: int) -> GuidedContext:
         """Coefficient maps fitted on the thumbnail ``small`` of a ``height`` x ``width`` photo."""
-        target = self.enhance_thumbnail(small)
-        with torch.autocast(small.device.type, enabled=False):  # the fit is float64 even under --half
-            coef = guided_coefficients(small, target, self.radius, self.eps)
+        coef = guided_coefficients(small, self.enhance_thumbnail(small), self.radius, self.eps)
         return GuidedContext(coef, height, width)
 
     def enhance_thumbnail(self, small: torch.Tensor) -> torch.Tensor:
@@ -183,11 +181,9 @@ class GuidedEnhancer(EnhancementModel):
         receptive field, which the filter would carry to the photo's edges (as the Enhancer's mirrored
         borders do for full-resolution models)."""
         b = min(self.border, small.shape[-2] - 1, small.shape[-1] - 1)
-        # In the thumbnail's dtype: under half-precision autocast (--half) the network returns fp16/bf16,
-        # and the filter's coefficients are fitted in float64 and applied in float32.
         if b <= 0:
-            return self.net(small).to(small.dtype)
-        return self.net(F.pad(small, (b, b, b, b), mode="reflect"))[..., b:-b, b:-b].to(small.dtype)
+            return self.net(small)
+        return self.net(F.pad(small, (b, b, b, b), mode="reflect"))[..., b:-b, b:-b]
 
     def _rows(self, x: torch.Tensor, ctx: GuidedContext, oy: int, ox: int) -> torch.Tensor:
         """Rows ``x`` (N, 3, r, W) whose first pixel is at (oy, ox) of the photo -> (N, 3, r, W)."""
