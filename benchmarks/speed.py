@@ -105,16 +105,18 @@ def child_file(spec: str, photo: str, device: str, half: bool, repeats: int) -> 
             with Image.open(photo) as im:
                 im.resize((256, 171)).save(Path(tmp) / "small.jpg")
             enhancer.enhance_file(Path(tmp) / "small.jpg", Path(tmp) / "small_out.jpg")
-        for i in range(max(repeats, 1) + (repeats >= 2)):
+
+        def timed(out: str) -> None:
             start = time.perf_counter()
-            enhancer.enhance_file(photo, Path(tmp) / f"out{i}.jpg")
+            enhancer.enhance_file(photo, Path(tmp) / out)
             times.append(time.perf_counter() - start)
+
+        for i in range(max(repeats, 1) + (repeats >= 2)):
+            timed(f"out{i}.jpg")
         if repeats < 2 and times[0] < WARM_AGAIN_S:
             # A model that takes seconds is timed once more, warm: its first whole-photo call also pays
             # the one-off costs of its tiles (oneDNN builds a kernel for every new tile shape).
-            start = time.perf_counter()
-            enhancer.enhance_file(photo, Path(tmp) / "again.jpg")
-            times.append(time.perf_counter() - start)
+            timed("again.jpg")
     warm = times[1:] if len(times) > 1 else times
     return {"seconds": min(warm), "cold": times[0], "peak": _peak()}
 

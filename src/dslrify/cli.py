@@ -178,11 +178,12 @@ def enhance(
 
     Photos keep EXIF, XMP and colour profile; videos keep their container, timing, rotation and sound.
     """
-    if half and (look is not None or backend == "onnxruntime" or model.lower().endswith(".onnx")):
+    onnx = backend == "onnxruntime" or model.lower().endswith(".onnx")
+    if half and (look is not None or onnx):
         advice = "drop --half: an ONNX model or a --look runs as it is"
         raise DslrifyError("--half is for PyTorch models", advice)
     if ray is not None:
-        if overwrite or device != "auto" or backend == "onnxruntime" or model.lower().endswith(".onnx"):
+        if overwrite or device != "auto" or onnx:
             raise DslrifyError(
                 "--ray runs torch models on CPU or, with --ray-gpus-per-worker, CUDA, and never replaces "
                 "an output (a re-run resumes)",

@@ -250,8 +250,10 @@ class Enhancer:
                 context = self.model.context_from_pixels(x, self._to_float)
             else:
                 context = self.model.compute_context(self._crop(x, pad, 0, ph, 0, pw))
-        # float32 whatever autocast produced (--half): a caller blends contexts over video frames, and a
-        # running average in fp16/bf16 rounds small steps away (an exposure change would never settle).
+        if not self.half:
+            return context
+        # float32 whatever autocast produced: a caller blends contexts over video frames, and a running
+        # average in fp16/bf16 rounds small steps away (an exposure change would never settle).
         return map_context(lambda t: t.float() if t.dtype in HALF_DTYPES else t, context)
 
     def _enhance_one(
